@@ -1,0 +1,46 @@
+// swift-tools-version: 6.0
+import PackageDescription
+import Foundation
+
+// libtorch comes from Debian's libtorch-dev by default; set LIBTORCH=/path/to/libtorch to build
+// against another distribution (e.g. a CUDA build of libtorch 2.x) laid out as include/ and lib/.
+let libtorch = Context.environment["LIBTORCH"]
+let torchIncludes = libtorch.map { ["-I\($0)/include", "-I\($0)/include/torch/csrc/api/include"] }
+  ?? ["-I/usr/include/torch/csrc/api/include"]
+let torchLibDir = libtorch.map { "\($0)/lib" } ?? "/usr/lib/x86_64-linux-gnu"
+
+let package = Package(
+  name: "Shatter",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "shatter", targets: ["shatter"]),
+    .library(name: "Torch", targets: ["Torch"]),
+    .library(name: "NN", targets: ["NN"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+  ],
+  targets: [
+    .target(
+      name: "CTorch",
+      cxxSettings: [
+        .unsafeFlags(torchIncludes + ["-Wno-deprecated-declarations", "-Wno-unused-parameter"]),
+      ],
+      linkerSettings: [
+        .unsafeFlags(["-L\(torchLibDir)", "-Xlinker", "-rpath", "-Xlinker", torchLibDir]),
+        .linkedLibrary("torch"),
+        .linkedLibrary("torch_cpu"),
+        .linkedLibrary("c10"),
+      ]
+    ),
+    .target(name: "Torch", dependencies: ["CTorch"]),
+    .target(name: "NN", dependencies: ["Torch"]),
+    .executableTarget(
+      name: "shatter",
+      dependencies: ["Torch", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+    ),
+    .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),
+  ],
+  cxxLanguageStandard: .cxx17
+)

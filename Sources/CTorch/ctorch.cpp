@@ -1,0 +1,572 @@
+// The only C++ in Shatter: each entry point translates C arguments into ATen calls and every
+// exception into an error value (see ctorch.h). No Swift logic lives here.
+#include "ctorch.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+struct ct_tensor_s {
+  at::Tensor t;
+};
+struct ct_generator_s {
+  at::Generator g;
+};
+
+namespace {
+
+thread_local std::string last_error;
+thread_local bool has_error = false;
+
+void set_error(const char *msg) {
+  last_error = msg;
+  has_error = true;
+}
+
+ct_tensor wrap(at::Tensor t) { return new ct_tensor_s{std::move(t)}; }
+
+at::ScalarType to_scalar_type(int dtype) {
+  switch (dtype) {
+  case CT_FLOAT32: return at::kFloat;
+  case CT_FLOAT64: return at::kDouble;
+  case CT_BFLOAT16: return at::kBFloat16;
+  case CT_FLOAT16: return at::kHalf;
+  case CT_INT64: return at::kLong;
+  case CT_INT32: return at::kInt;
+  case CT_BOOL: return at::kBool;
+  case CT_UINT8: return at::kByte;
+  case CT_INT8: return at::kChar;
+  case CT_INT16: return at::kShort;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
+}
+
+int from_scalar_type(at::ScalarType s) {
+  switch (s) {
+  case at::kFloat: return CT_FLOAT32;
+  case at::kDouble: return CT_FLOAT64;
+  case at::kBFloat16: return CT_BFLOAT16;
+  case at::kHalf: return CT_FLOAT16;
+  case at::kLong: return CT_INT64;
+  case at::kInt: return CT_INT32;
+  case at::kBool: return CT_BOOL;
+  case at::kByte: return CT_UINT8;
+  case at::kChar: return CT_INT8;
+  case at::kShort: return CT_INT16;
+  default: throw std::invalid_argument(std::string("unsupported dtype ") + c10::toString(s));
+  }
+}
+
+at::Device to_device(int device) {
+  if (device < 0) return at::Device(at::kCPU);
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device));
+}
+
+at::TensorOptions options(int dtype, int device) {
+  return at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(device));
+}
+
+at::IntArrayRef dims(const int64_t *p, int n) { return at::IntArrayRef(p, static_cast<size_t>(n)); }
+
+// Integral tensors combined with whole-number scalars stay integral.
+at::Scalar scalar_for(const at::Tensor &t, double v) {
+  if (at::isIntegralType(t.scalar_type(), /*includeBool=*/true) && std::floor(v) == v &&
+      std::fabs(v) < 9.0e15)
+    return at::Scalar(static_cast<int64_t>(v));
+  return at::Scalar(v);
+}
+
+c10::optional<at::Generator> gen_of(ct_generator g) {
+  if (g == nullptr) return c10::nullopt;
+  return g->g;
+}
+
+at::Tensor unary(int op, const at::Tensor &a) {
+  switch (op) {
+  case CT_NEG: return at::neg(a);
+  case CT_EXP: return at::exp(a);
+  case CT_LOG: return at::log(a);
+  case CT_SQRT: return at::sqrt(a);
+  case CT_RSQRT: return at::rsqrt(a);
+  case CT_ABS: return at::abs(a);
+  case CT_TANH: return at::tanh(a);
+  case CT_SIGMOID: return at::sigmoid(a);
+  case CT_RELU: return at::relu(a);
+  case CT_GELU: return at::gelu(a, "none");
+  case CT_GELU_TANH: return at::gelu(a, "tanh");
+  case CT_SILU: return at::silu(a);
+  case CT_SOFTPLUS: return at::softplus(a);
+  case CT_LOGSIGMOID: return at::log_sigmoid(a);
+  case CT_LOGICAL_NOT: return at::logical_not(a);
+  case CT_SIN: return at::sin(a);
+  case CT_COS: return at::cos(a);
+  case CT_SQUARE: return at::square(a);
+  case CT_RECIPROCAL: return at::reciprocal(a);
+  case CT_FLOOR: return at::floor(a);
+  case CT_CEIL: return at::ceil(a);
+  case CT_ROUND: return at::round(a);
+  case CT_SIGN: return at::sign(a);
+  case CT_LOG1P: return at::log1p(a);
+  case CT_EXPM1: return at::expm1(a);
+  case CT_ISNAN: return at::isnan(a);
+  case CT_ISINF: return at::isinf(a);
+  case CT_ISFINITE: return at::isfinite(a);
+  }
+  throw std::invalid_argument("unknown unary op " + std::to_string(op));
+}
+
+at::Tensor binary(int op, const at::Tensor &a, const at::Tensor &b) {
+  switch (op) {
+  case CT_ADD: return at::add(a, b);
+  case CT_SUB: return at::sub(a, b);
+  case CT_MUL: return at::mul(a, b);
+  case CT_DIV: return at::div(a, b);
+  case CT_POW: return at::pow(a, b);
+  case CT_MAXIMUM: return at::maximum(a, b);
+  case CT_MINIMUM: return at::minimum(a, b);
+  case CT_EQ: return at::eq(a, b);
+  case CT_NE: return at::ne(a, b);
+  case CT_LT: return at::lt(a, b);
+  case CT_LE: return at::le(a, b);
+  case CT_GT: return at::gt(a, b);
+  case CT_GE: return at::ge(a, b);
+  case CT_LOGICAL_AND: return at::logical_and(a, b);
+  case CT_LOGICAL_OR: return at::logical_or(a, b);
+  case CT_REMAINDER: return at::remainder(a, b);
+  case CT_FLOOR_DIVIDE: return at::floor_divide(a, b);
+  }
+  throw std::invalid_argument("unknown binary op " + std::to_string(op));
+}
+
+at::Tensor binary_scalar(int op, const at::Tensor &a, const at::Scalar &s) {
+  switch (op) {
+  case CT_ADD: return at::add(a, s);
+  case CT_SUB: return at::sub(a, s);
+  case CT_MUL: return at::mul(a, s);
+  case CT_DIV: return at::div(a, s);
+  case CT_POW: return at::pow(a, s);
+  case CT_EQ: return at::eq(a, s);
+  case CT_NE: return at::ne(a, s);
+  case CT_LT: return at::lt(a, s);
+  case CT_LE: return at::le(a, s);
+  case CT_GT: return at::gt(a, s);
+  case CT_GE: return at::ge(a, s);
+  case CT_REMAINDER: return at::remainder(a, s);
+  case CT_FLOOR_DIVIDE: return at::floor_divide(a, s);
+  default: return binary(op, a, at::scalar_tensor(s, a.options()));
+  }
+}
+
+void binary_inplace(int op, at::Tensor &a, const at::Tensor &b) {
+  switch (op) {
+  case CT_ADD: a.add_(b); return;
+  case CT_SUB: a.sub_(b); return;
+  case CT_MUL: a.mul_(b); return;
+  case CT_DIV: a.div_(b); return;
+  case CT_POW: a.pow_(b); return;
+  default: a.copy_(binary(op, a, b)); return;
+  }
+}
+
+void binary_scalar_inplace(int op, at::Tensor &a, const at::Scalar &s) {
+  switch (op) {
+  case CT_ADD: a.add_(s); return;
+  case CT_SUB: a.sub_(s); return;
+  case CT_MUL: a.mul_(s); return;
+  case CT_DIV: a.div_(s); return;
+  case CT_POW: a.pow_(s); return;
+  default: a.copy_(binary_scalar(op, a, s)); return;
+  }
+}
+
+std::vector<int64_t> all_dims(const at::Tensor &a) {
+  std::vector<int64_t> v(static_cast<size_t>(a.dim()));
+  for (int64_t i = 0; i < a.dim(); i++) v[static_cast<size_t>(i)] = i;
+  return v;
+}
+
+// Reduces over the dims in d, or over every dim when d is empty.
+at::Tensor reduce(int op, const at::Tensor &a, at::IntArrayRef d, bool keepdim) {
+  std::vector<int64_t> every = all_dims(a);
+  bool all = d.empty();
+  at::IntArrayRef rd = all ? at::IntArrayRef(every) : d;
+  switch (op) {
+  case CT_SUM: return (all && !keepdim) ? at::sum(a) : at::sum(a, rd, keepdim);
+  case CT_MEAN: return (all && !keepdim) ? at::mean(a) : at::mean(a, rd, keepdim);
+  case CT_LOGSUMEXP: {
+    if (a.dim() == 0) return a.clone();
+    return at::logsumexp(a, rd, keepdim);
+  }
+  case CT_AMAX: return at::amax(a, d, keepdim); // empty dims reduce over all
+  case CT_AMIN: return at::amin(a, d, keepdim);
+  case CT_PROD:
+  case CT_ANY:
+  case CT_ALL: {
+    // These take one dim at a time: reduce the highest dims first so lower indices stay valid.
+    at::Tensor r = op == CT_PROD ? a : a.to(at::kBool);
+    std::vector<int64_t> sorted(rd.begin(), rd.end());
+    for (auto &x : sorted)
+      if (x < 0) x += a.dim();
+    std::sort(sorted.rbegin(), sorted.rend());
+    for (auto x : sorted)
+      r = op == CT_PROD ? at::prod(r, x, keepdim) : op == CT_ANY ? at::any(r, x, keepdim) : at::all(r, x, keepdim);
+    return r;
+  }
+  }
+  throw std::invalid_argument("unknown reduction " + std::to_string(op));
+}
+
+} // namespace
+
+#define CT_GUARD(on_error, ...)                                                                     \
+  try {                                                                                            \
+    __VA_ARGS__                                                                                    \
+  } catch (const c10::Error &e) {                                                                  \
+    set_error(e.what_without_backtrace());                                                         \
+    return on_error;                                                                               \
+  } catch (const std::exception &e) {                                                              \
+    set_error(e.what());                                                                           \
+    return on_error;                                                                               \
+  } catch (...) {                                                                                  \
+    set_error("unknown C++ exception");                                                            \
+    return on_error;                                                                               \
+  }
+
+#define CT_TENSOR(...) CT_GUARD(nullptr, return wrap(__VA_ARGS__);)
+#define CT_STATUS(...) CT_GUARD(-1, __VA_ARGS__; return 0;)
+
+extern "C" {
+
+const char *ct_last_error(void) { return has_error ? last_error.c_str() : nullptr; }
+void ct_clear_error(void) {
+  has_error = false;
+  last_error.clear();
+}
+const char *ct_version(void) {
+  static const std::string v = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                               "." + std::to_string(TORCH_VERSION_PATCH);
+  return v.c_str();
+}
+int ct_get_num_threads(void) { return at::get_num_threads(); }
+void ct_set_num_threads(int n) {
+  try {
+    at::set_num_threads(n);
+  } catch (...) {
+  }
+}
+bool ct_cuda_is_available(void) {
+  try {
+    return at::hasCUDA();
+  } catch (...) {
+    return false;
+  }
+}
+int ct_cuda_device_count(void) {
+  try {
+    return at::hasCUDA() ? static_cast<int>(c10::impl::getDeviceGuardImpl(at::kCUDA)->deviceCount()) : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+void ct_free(ct_tensor t) { delete t; }
+ct_tensor ct_alias(ct_tensor t) { CT_TENSOR(t->t) }
+int ct_ndim(ct_tensor t) { return static_cast<int>(t->t.dim()); }
+int ct_sizes(ct_tensor t, int64_t *out, int capacity) {
+  auto s = t->t.sizes();
+  int n = static_cast<int>(s.size());
+  for (int i = 0; i < n && i < capacity; i++) out[i] = s[i];
+  return n;
+}
+int ct_dtype_of(ct_tensor t) { CT_GUARD(-1, return from_scalar_type(t->t.scalar_type());) }
+int ct_device_of(ct_tensor t) {
+  auto d = t->t.device();
+  return d.is_cpu() ? CT_CPU : static_cast<int>(d.index());
+}
+int64_t ct_numel(ct_tensor t) { return t->t.numel(); }
+bool ct_is_contiguous(ct_tensor t) { return t->t.is_contiguous(); }
+
+ct_tensor ct_empty(const int64_t *shape, int ndim, int dtype, int device) {
+  CT_TENSOR(at::empty(dims(shape, ndim), options(dtype, device)))
+}
+ct_tensor ct_full(const int64_t *shape, int ndim, double value, int dtype, int device) {
+  CT_GUARD(nullptr, {
+    auto opts = options(dtype, device);
+    at::Tensor t = at::empty(dims(shape, ndim), opts);
+    t.fill_(scalar_for(t, value));
+    return wrap(t);
+  })
+}
+ct_tensor ct_arange(double start, double end, double step, int dtype, int device) {
+  CT_TENSOR(at::arange(at::Scalar(start), at::Scalar(end), at::Scalar(step), options(dtype, device)))
+}
+ct_tensor ct_randn(const int64_t *shape, int ndim, int dtype, int device, ct_generator gen) {
+  CT_TENSOR(at::randn(dims(shape, ndim), gen_of(gen), options(dtype, device)))
+}
+ct_tensor ct_rand(const int64_t *shape, int ndim, int dtype, int device, ct_generator gen) {
+  CT_TENSOR(at::rand(dims(shape, ndim), gen_of(gen), options(dtype, device)))
+}
+ct_tensor ct_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, int dtype, int device,
+                     ct_generator gen) {
+  CT_TENSOR(at::randint(low, high, dims(shape, ndim), gen_of(gen), options(dtype, device)))
+}
+ct_tensor ct_randperm(int64_t n, int device, ct_generator gen) {
+  CT_TENSOR(at::randperm(n, gen_of(gen), options(CT_INT64, device)))
+}
+ct_tensor ct_bernoulli(ct_tensor probs, ct_generator gen) { CT_TENSOR(at::bernoulli(probs->t, gen_of(gen))) }
+ct_tensor ct_multinomial(ct_tensor probs, int64_t num_samples, bool replacement, ct_generator gen) {
+  CT_TENSOR(at::multinomial(probs->t, num_samples, replacement, gen_of(gen)))
+}
+ct_tensor ct_from_data(const void *data, size_t nbytes, const int64_t *shape, int ndim, int dtype) {
+  CT_GUARD(nullptr, {
+    at::Tensor t = at::empty(dims(shape, ndim), options(dtype, CT_CPU));
+    size_t need = static_cast<size_t>(t.numel()) * t.element_size();
+    if (need != nbytes)
+      throw std::invalid_argument("ct_from_data: " + std::to_string(nbytes) + " bytes given, shape needs " +
+                                  std::to_string(need));
+    if (need > 0) std::memcpy(t.data_ptr(), data, need);
+    return wrap(t);
+  })
+}
+int ct_copy_to_host(ct_tensor t, void *dst, size_t nbytes) {
+  CT_STATUS({
+    at::Tensor c = t->t.detach().to(at::kCPU).contiguous();
+    size_t have = static_cast<size_t>(c.numel()) * c.element_size();
+    if (have != nbytes)
+      throw std::invalid_argument("ct_copy_to_host: tensor has " + std::to_string(have) + " bytes, buffer " +
+                                  std::to_string(nbytes));
+    if (have > 0) std::memcpy(dst, c.data_ptr(), have);
+  })
+}
+double ct_item_double(ct_tensor t) { CT_GUARD(NAN, return t->t.item<double>();) }
+int64_t ct_item_int64(ct_tensor t) { CT_GUARD(0, return t->t.item<int64_t>();) }
+
+ct_tensor ct_to(ct_tensor t, int dtype, int device) {
+  CT_GUARD(nullptr, return wrap(t->t.to(to_device(device), to_scalar_type(dtype)));)
+}
+ct_tensor ct_contiguous(ct_tensor t) { CT_TENSOR(t->t.contiguous()) }
+ct_tensor ct_clone(ct_tensor t) { CT_TENSOR(t->t.clone()) }
+ct_tensor ct_detach(ct_tensor t) { CT_TENSOR(t->t.detach()) }
+
+ct_tensor ct_unary(int op, ct_tensor a) { CT_TENSOR(unary(op, a->t)) }
+ct_tensor ct_binary(int op, ct_tensor a, ct_tensor b) { CT_TENSOR(binary(op, a->t, b->t)) }
+ct_tensor ct_binary_scalar(int op, ct_tensor a, double s) { CT_TENSOR(binary_scalar(op, a->t, scalar_for(a->t, s))) }
+ct_tensor ct_rbinary_scalar(int op, double s, ct_tensor a) {
+  CT_GUARD(nullptr, {
+    at::Scalar sc = scalar_for(a->t, s);
+    switch (op) {
+    case CT_SUB: return wrap(at::rsub(a->t, sc));
+    case CT_POW: return wrap(at::pow(sc, a->t));
+    default: return wrap(binary(op, at::scalar_tensor(sc, a->t.options()), a->t));
+    }
+  })
+}
+int ct_binary_(int op, ct_tensor a, ct_tensor b) { CT_STATUS(binary_inplace(op, a->t, b->t)) }
+int ct_binary_scalar_(int op, ct_tensor a, double s) { CT_STATUS(binary_scalar_inplace(op, a->t, scalar_for(a->t, s))) }
+int ct_add_scaled_(ct_tensor a, ct_tensor b, double alpha) { CT_STATUS(a->t.add_(b->t, alpha)) }
+int ct_addcmul_(ct_tensor a, ct_tensor b, ct_tensor c, double value) { CT_STATUS(a->t.addcmul_(b->t, c->t, value)) }
+int ct_addcdiv_(ct_tensor a, ct_tensor b, ct_tensor c, double value) { CT_STATUS(a->t.addcdiv_(b->t, c->t, value)) }
+int ct_copy_(ct_tensor dst, ct_tensor src) { CT_STATUS(dst->t.copy_(src->t)) }
+int ct_fill_(ct_tensor a, double value) { CT_STATUS(a->t.fill_(scalar_for(a->t, value))) }
+
+ct_tensor ct_clamp(ct_tensor a, double lo, double hi, bool has_lo, bool has_hi) {
+  CT_GUARD(nullptr, {
+    c10::optional<at::Scalar> l, h;
+    if (has_lo) l = scalar_for(a->t, lo);
+    if (has_hi) h = scalar_for(a->t, hi);
+    return wrap(at::clamp(a->t, l, h));
+  })
+}
+ct_tensor ct_where(ct_tensor cond, ct_tensor a, ct_tensor b) { CT_TENSOR(at::where(cond->t, a->t, b->t)) }
+ct_tensor ct_masked_fill(ct_tensor a, ct_tensor mask, double value) {
+  CT_TENSOR(at::masked_fill(a->t, mask->t, scalar_for(a->t, value)))
+}
+
+ct_tensor ct_reduce(int op, ct_tensor a, const int64_t *d, int ndims, bool keepdim) {
+  CT_TENSOR(reduce(op, a->t, dims(d, ndims), keepdim))
+}
+ct_tensor ct_var(ct_tensor a, const int64_t *d, int ndims, bool unbiased, bool keepdim) {
+  CT_GUARD(nullptr, {
+    if (ndims == 0) {
+      std::vector<int64_t> every = all_dims(a->t);
+      return wrap(at::var(a->t, at::IntArrayRef(every), unbiased, keepdim));
+    }
+    return wrap(at::var(a->t, dims(d, ndims), unbiased, keepdim));
+  })
+}
+ct_tensor ct_norm(ct_tensor a, double p) { CT_TENSOR(at::norm(a->t, at::Scalar(p))) }
+ct_tensor ct_max_dim(ct_tensor a, int64_t dim, bool keepdim, ct_tensor *indices) {
+  CT_GUARD(nullptr, {
+    auto r = at::max(a->t, dim, keepdim);
+    *indices = wrap(std::get<1>(r));
+    return wrap(std::get<0>(r));
+  })
+}
+ct_tensor ct_min_dim(ct_tensor a, int64_t dim, bool keepdim, ct_tensor *indices) {
+  CT_GUARD(nullptr, {
+    auto r = at::min(a->t, dim, keepdim);
+    *indices = wrap(std::get<1>(r));
+    return wrap(std::get<0>(r));
+  })
+}
+ct_tensor ct_argmax(ct_tensor a, int64_t dim, bool keepdim) { CT_TENSOR(at::argmax(a->t, dim, keepdim)) }
+ct_tensor ct_topk(ct_tensor a, int64_t k, int64_t dim, bool largest, bool sorted, ct_tensor *indices) {
+  CT_GUARD(nullptr, {
+    auto r = at::topk(a->t, k, dim, largest, sorted);
+    *indices = wrap(std::get<1>(r));
+    return wrap(std::get<0>(r));
+  })
+}
+ct_tensor ct_sort(ct_tensor a, int64_t dim, bool descending, ct_tensor *indices) {
+  CT_GUARD(nullptr, {
+    auto r = at::sort(a->t, dim, descending);
+    *indices = wrap(std::get<1>(r));
+    return wrap(std::get<0>(r));
+  })
+}
+ct_tensor ct_cumsum(ct_tensor a, int64_t dim) { CT_TENSOR(at::cumsum(a->t, dim)) }
+ct_tensor ct_softmax(ct_tensor a, int64_t dim) { CT_TENSOR(at::softmax(a->t, dim)) }
+ct_tensor ct_log_softmax(ct_tensor a, int64_t dim) { CT_TENSOR(at::log_softmax(a->t, dim)) }
+
+ct_tensor ct_reshape(ct_tensor a, const int64_t *shape, int ndim) { CT_TENSOR(a->t.reshape(dims(shape, ndim))) }
+ct_tensor ct_view(ct_tensor a, const int64_t *shape, int ndim) { CT_TENSOR(a->t.view(dims(shape, ndim))) }
+ct_tensor ct_permute(ct_tensor a, const int64_t *d, int ndim) { CT_TENSOR(a->t.permute(dims(d, ndim))) }
+ct_tensor ct_transpose(ct_tensor a, int64_t d0, int64_t d1) { CT_TENSOR(a->t.transpose(d0, d1)) }
+ct_tensor ct_expand(ct_tensor a, const int64_t *shape, int ndim) { CT_TENSOR(a->t.expand(dims(shape, ndim))) }
+ct_tensor ct_squeeze(ct_tensor a, int64_t dim, bool all) { CT_TENSOR(all ? a->t.squeeze() : a->t.squeeze(dim)) }
+ct_tensor ct_unsqueeze(ct_tensor a, int64_t dim) { CT_TENSOR(a->t.unsqueeze(dim)) }
+ct_tensor ct_narrow(ct_tensor a, int64_t dim, int64_t start, int64_t length) {
+  CT_TENSOR(a->t.narrow(dim, start, length))
+}
+ct_tensor ct_select(ct_tensor a, int64_t dim, int64_t index) { CT_TENSOR(a->t.select(dim, index)) }
+ct_tensor ct_cat(const ct_tensor *ts, int n, int64_t dim) {
+  CT_GUARD(nullptr, {
+    std::vector<at::Tensor> v;
+    v.reserve(n);
+    for (int i = 0; i < n; i++) v.push_back(ts[i]->t);
+    return wrap(at::cat(v, dim));
+  })
+}
+ct_tensor ct_stack(const ct_tensor *ts, int n, int64_t dim) {
+  CT_GUARD(nullptr, {
+    std::vector<at::Tensor> v;
+    v.reserve(n);
+    for (int i = 0; i < n; i++) v.push_back(ts[i]->t);
+    return wrap(at::stack(v, dim));
+  })
+}
+int ct_split(ct_tensor a, const int64_t *sizes, int n, int64_t dim, ct_tensor *out) {
+  CT_STATUS({
+    auto parts = at::split_with_sizes(a->t, dims(sizes, n), dim);
+    for (int i = 0; i < n; i++) out[i] = wrap(parts[i]);
+  })
+}
+ct_tensor ct_index_select(ct_tensor a, int64_t dim, ct_tensor index) {
+  CT_TENSOR(at::index_select(a->t, dim, index->t))
+}
+ct_tensor ct_gather(ct_tensor a, int64_t dim, ct_tensor index) { CT_TENSOR(at::gather(a->t, dim, index->t)) }
+ct_tensor ct_scatter_add(ct_tensor a, int64_t dim, ct_tensor index, ct_tensor src) {
+  CT_TENSOR(at::scatter_add(a->t, dim, index->t, src->t))
+}
+ct_tensor ct_tril(ct_tensor a, int64_t k) { CT_TENSOR(at::tril(a->t, k)) }
+ct_tensor ct_triu(ct_tensor a, int64_t k) { CT_TENSOR(at::triu(a->t, k)) }
+
+ct_tensor ct_matmul(ct_tensor a, ct_tensor b) { CT_TENSOR(at::matmul(a->t, b->t)) }
+ct_tensor ct_bmm(ct_tensor a, ct_tensor b) { CT_TENSOR(at::bmm(a->t, b->t)) }
+ct_tensor ct_linear(ct_tensor x, ct_tensor w, ct_tensor b) {
+  CT_GUARD(nullptr, {
+    c10::optional<at::Tensor> bias;
+    if (b != nullptr) bias = b->t;
+    return wrap(at::linear(x->t, w->t, bias));
+  })
+}
+ct_tensor ct_embedding(ct_tensor weight, ct_tensor indices) { CT_TENSOR(at::embedding(weight->t, indices->t)) }
+ct_tensor ct_layer_norm(ct_tensor x, const int64_t *normalized_shape, int ndim, ct_tensor w, ct_tensor b,
+                        double eps) {
+  CT_GUARD(nullptr, {
+    c10::optional<at::Tensor> wt, bt;
+    if (w != nullptr) wt = w->t;
+    if (b != nullptr) bt = b->t;
+    return wrap(at::layer_norm(x->t, dims(normalized_shape, ndim), wt, bt, eps));
+  })
+}
+ct_tensor ct_cross_entropy(ct_tensor logits, ct_tensor targets, int64_t ignore_index, int reduction,
+                           double label_smoothing) {
+  CT_TENSOR(at::cross_entropy_loss(logits->t, targets->t, {}, reduction, ignore_index, label_smoothing))
+}
+
+int ct_set_requires_grad(ct_tensor t, bool requires) { CT_STATUS(t->t.set_requires_grad(requires)) }
+bool ct_requires_grad(ct_tensor t) { return t->t.requires_grad(); }
+int ct_backward(ct_tensor t, ct_tensor grad, bool retain_graph) {
+  CT_STATUS({
+    if (grad != nullptr)
+      t->t.backward(grad->t, retain_graph);
+    else
+      t->t.backward({}, retain_graph);
+  })
+}
+ct_tensor ct_grad(ct_tensor t) {
+  CT_GUARD(nullptr, {
+    const at::Tensor &g = t->t.grad();
+    if (!g.defined()) return nullptr;
+    return wrap(g);
+  })
+}
+int ct_zero_grad(ct_tensor t, bool set_to_none) {
+  CT_STATUS({
+    at::Tensor &g = t->t.mutable_grad();
+    if (!g.defined()) return 0;
+    if (set_to_none)
+      g.reset();
+    else
+      g.zero_();
+  })
+}
+bool ct_set_grad_enabled(bool enabled) {
+  bool prev = c10::GradMode::is_enabled();
+  c10::GradMode::set_enabled(enabled);
+  return prev;
+}
+bool ct_is_grad_enabled(void) { return c10::GradMode::is_enabled(); }
+
+ct_generator ct_generator_new(uint64_t seed, int device) {
+  CT_GUARD(nullptr, {
+    if (device >= 0) throw std::invalid_argument("CUDA generators are not supported by this build");
+    return new ct_generator_s{at::detail::createCPUGenerator(seed)};
+  })
+}
+void ct_generator_free(ct_generator g) { delete g; }
+int ct_generator_set_seed(ct_generator g, uint64_t seed) {
+  CT_STATUS({
+    std::lock_guard<std::mutex> lock(g->g.mutex());
+    g->g.set_current_seed(seed);
+  })
+}
+ct_tensor ct_generator_get_state(ct_generator g) {
+  CT_GUARD(nullptr, {
+    std::lock_guard<std::mutex> lock(g->g.mutex());
+    return wrap(g->g.get_state());
+  })
+}
+int ct_generator_set_state(ct_generator g, ct_tensor state) {
+  CT_STATUS({
+    std::lock_guard<std::mutex> lock(g->g.mutex());
+    g->g.set_state(state->t);
+  })
+}
+void ct_manual_seed(uint64_t seed) {
+  try {
+    at::manual_seed(seed);
+  } catch (...) {
+  }
+}
+
+} // extern "C"

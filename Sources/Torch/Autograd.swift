@@ -1,0 +1,47 @@
+import CTorch
+
+extension Tensor {
+  /// Whether operations on this tensor are recorded for `backward`.
+  public var requiresGrad: Bool {
+    get { ct_requires_grad(handle) }
+    set { check(ct_set_requires_grad(handle, newValue), "requires_grad_") }
+  }
+
+  /// Marks this tensor as a leaf that accumulates gradients, and returns it.
+  @discardableResult
+  public func requiringGrad(_ flag: Bool = true) -> Tensor {
+    requiresGrad = flag
+    return self
+  }
+
+  /// Back-propagates from this tensor (a scalar unless `gradient` is given) into every leaf that
+  /// requires gradients; gradients accumulate until zeroed.
+  public func backward(_ gradient: Tensor? = nil, retainGraph: Bool = false) {
+    withExtendedLifetime(gradient) { check(ct_backward(handle, gradient?.handle, retainGraph), "backward") }
+  }
+
+  /// The accumulated gradient, or nil before any backward pass reached this tensor.
+  public var grad: Tensor? {
+    guard let h = ct_grad(handle) else {
+      if ct_last_error() != nil { fatalError("libtorch grad: \(takeTorchError())") }
+      return nil
+    }
+    return Tensor(owning: h)
+  }
+
+  /// Drops the accumulated gradient (or fills it with zeros when `setToNone` is false).
+  public func zeroGrad(setToNone: Bool = true) { check(ct_zero_grad(handle, setToNone), "zero_grad") }
+
+  /// The same values, cut from the autograd graph (shares storage).
+  public func detached() -> Tensor { wrap(ct_detach(handle), "detach") }
+}
+
+/// Runs `body` with gradient recording off on this thread (restored afterwards, even on throw).
+public func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {
+  let previous = ct_set_grad_enabled(false)
+  defer { _ = ct_set_grad_enabled(previous) }
+  return try body()
+}
+
+/// Whether gradient recording is on for this thread.
+public var gradientsEnabled: Bool { ct_is_grad_enabled() }
