@@ -1,0 +1,154 @@
+import Foundation
+import Torch
+
+/// A network component. Its parameters are found by reflection: every stored `Tensor` property is a
+/// parameter, every stored `Module` (or array of modules, or array of tensors) is a child, and names are
+/// joined with dots (`h.0.attn.c_attn.weight`). Wrap a property in `@Key("name")` when the checkpoint
+/// key differs from the Swift name, so loading a Hugging Face checkpoint is a straight mapping.
+///
+/// Parameters are updated in place (optimizers, `load`), so modules hold them as `let`.
+public protocol Module: AnyObject {}
+
+/// Modules whose behaviour differs between training and evaluation (dropout).
+public protocol TrainingModeAware: AnyObject {
+  var training: Bool { get set }
+}
+
+/// Gives a stored property a checkpoint key other than its Swift name.
+@propertyWrapper
+public struct Key<Value> {
+  public let key: String
+  public var wrappedValue: Value
+  public init(wrappedValue: Value, _ key: String) {
+    self.key = key
+    self.wrappedValue = wrappedValue
+  }
+}
+
+protocol KeyedProperty {
+  var key: String { get }
+  var anyValue: Any { get }
+}
+extension Key: KeyedProperty {
+  var anyValue: Any { wrappedValue }
+}
+
+extension Module {
+  /// Calls `visit` for every parameter in declaration order with its dotted name.
+  public func visitParameters(_ visit: (String, Tensor) -> Void) {
+    walk(prefix: "", visitParameter: visit, visitModule: { _ in })
+  }
+
+  /// Every parameter (trainable or frozen) with its dotted name, in declaration order.
+  public func namedParameters() -> [(name: String, tensor: Tensor)] {
+    var out: [(String, Tensor)] = []
+    visitParameters { out.append(($0, $1)) }
+    return out
+  }
+
+  /// The parameters an optimizer should update: those that require gradients.
+  public func trainableParameters() -> [(name: String, tensor: Tensor)] {
+    namedParameters().filter { $0.tensor.requiresGrad }
+  }
+
+  public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.tensor.count } }
+
+  /// Switches every `TrainingModeAware` module in the tree.
+  public func setTraining(_ on: Bool) {
+    walk(prefix: "", visitParameter: { _, _ in }, visitModule: { ($0 as? TrainingModeAware)?.training = on })
+  }
+
+  /// Freezes (or unfreezes) every parameter.
+  public func setRequiresGrad(_ on: Bool) { visitParameters { $1.requiresGrad = on } }
+
+  /// Clears every parameter's gradient.
+  public func zeroGrad() { visitParameters { $1.zeroGrad() } }
+
+  func walk(prefix: String, visitParameter: (String, Tensor) -> Void, visitModule: (any Module) -> Void) {
+    visitModule(self)
+    var mirror: Mirror? = Mirror(reflecting: self)
+    var levels: [Mirror] = []
+    while let m = mirror {
+      levels.append(m)
+      mirror = m.superclassMirror
+    }
+    for level in levels.reversed() {
+      for child in level.children {
+        guard var label = child.label else { continue }
+        var value = child.value
+        if let keyed = value as? KeyedProperty {
+          label = keyed.key
+          value = keyed.anyValue
+        }
+        Self.visitValue(value, name: prefix + label, visitParameter: visitParameter, visitModule: visitModule)
+      }
+    }
+  }
+
+  static func visitValue(_ value: Any, name: String, visitParameter: (String, Tensor) -> Void,
+                         visitModule: (any Module) -> Void) {
+    if let t = value as? Tensor {
+      visitParameter(name, t)
+    } else if let m = value as? any Module {
+      m.walk(prefix: name + ".", visitParameter: visitParameter, visitModule: visitModule)
+    } else if let ms = value as? [any Module] {
+      for (i, m) in ms.enumerated() {
+        m.walk(prefix: "\(name).\(i).", visitParameter: visitParameter, visitModule: visitModule)
+      }
+    } else if let ts = value as? [Tensor] {
+      for (i, t) in ts.enumerated() { visitParameter("\(name).\(i)", t) }
+    }
+  }
+}
+
+/// A problem with saved state that does not fit the module or optimizer it is loaded into.
+public struct StateError: Error, CustomStringConvertible {
+  public let message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+extension Module {
+  /// Parameter values by dotted name (shared storage: clone before mutating if needed).
+  public func stateDict() -> [String: Tensor] {
+    var out: [String: Tensor] = [:]
+    visitParameters { out[$0] = $1 }
+    return out
+  }
+
+  /// Copies values into the parameters. With `strict`, a missing or unexpected key is an error; a
+  /// shape mismatch always is. Nothing is changed unless every entry fits.
+  public func load(stateDict: [String: Tensor], strict: Bool = true) throws {
+    let params = namedParameters()
+    var problems: [String] = []
+    for (name, p) in params {
+      guard let v = stateDict[name] else {
+        if strict { problems.append("missing key '\(name)'") }
+        continue
+      }
+      if v.shape != p.shape { problems.append("key '\(name)': shape \(v.shape) where the model has \(p.shape)") }
+    }
+    if strict {
+      let known = Set(params.map(\.name))
+      for k in stateDict.keys.sorted() where !known.contains(k) { problems.append("unexpected key '\(k)'") }
+    }
+    guard problems.isEmpty else { throw StateError(problems.joined(separator: "; ")) }
+    withoutGradients {
+      for (name, p) in params { if let v = stateDict[name] { p.copy_(v) } }
+    }
+  }
+
+  /// Writes the parameters as a safetensors file (atomically).
+  public func save(to url: URL, metadata: [String: String] = [:]) throws {
+    try Safetensors.save(stateDict(), metadata: metadata, to: url)
+  }
+
+  /// Reads parameters from a safetensors file written by `save` (or any file with the same keys).
+  public func load(from url: URL, strict: Bool = true) throws {
+    do {
+      try load(stateDict: Safetensors.load(url), strict: strict)
+    } catch let e as StateError {
+      throw StateError("\(url.path): \(e.message)")
+    }
+  }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Torch
+
+@main
+struct Shatter: ParsableCommand {
+  static let version = "0.1.0"
+
+  static let configuration = CommandConfiguration(
+    commandName: "shatter",
+    abstract: "Fine-tune causal language models where one model is the policy, the reward and the transition function.",
+    discussion: """
+      Shatter runs on libtorch (PyTorch's C++ engine) through a thin C layer. Every random choice is
+      driven by --seed, so the same seed and configuration reproduce the same numbers on the same machine.
+      """,
+    version: version,
+    subcommands: [VersionCommand.self, BenchCommand.self]
+  )
+}
+
+struct VersionCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "version", abstract: "Print Shatter's version, the libtorch version and its thread count.")
+
+  @Flag(help: "Print one JSON object instead of text.") var json = false
+
+  func run() throws {
+    let facts: [String: Any] = [
+      "shatter": Shatter.version, "libtorch": Torch.version, "threads": Torch.threads,
+      "cuda_devices": Torch.cudaDeviceCount,
+    ]
+    if json {
+      printJSON(facts)
+    } else {
+      print("shatter \(Shatter.version)")
+      print("libtorch \(Torch.version) (\(Torch.threads) intra-op thread\(Torch.threads == 1 ? "" : "s"), "
+        + "\(Torch.cudaDeviceCount) CUDA device\(Torch.cudaDeviceCount == 1 ? "" : "s"))")
+    }
+  }
+}
+
+/// Prints exactly one JSON object on stdout.
+func printJSON(_ object: [String: Any]) {
+  let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+  print(String(decoding: data, as: UTF8.self))
+}
+
+/// A one-line error on stderr and a non-zero exit, for problems with the user's input.
+struct UserError: Error, CustomStringConvertible {
+  let description: String
+  init(_ message: String) { description = message }
+}
