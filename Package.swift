@@ -16,6 +16,7 @@ let package = Package(
     .executable(name: "shatter", targets: ["shatter"]),
     .library(name: "Torch", targets: ["Torch"]),
     .library(name: "NN", targets: ["NN"]),
+    .library(name: "LM", targets: ["LM"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,12 +36,14 @@ let package = Package(
     ),
     .target(name: "Torch", dependencies: ["CTorch"]),
     .target(name: "NN", dependencies: ["Torch"]),
+    .target(name: "LM", dependencies: ["NN", "Torch"]),
     .executableTarget(
       name: "shatter",
-      dependencies: ["Torch", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Torch", "NN", "LM", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),
+    .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
   ],
   cxxLanguageStandard: .cxx17
 )

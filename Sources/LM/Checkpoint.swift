@@ -1,0 +1,119 @@
+import Foundation
+import NN
+import Torch
+
+/// Hugging Face checkpoint directories: `config.json` plus `model.safetensors` or shards named by
+/// `model.safetensors.index.json`; tokenizer and generation files travel alongside.
+public enum Checkpoint {
+  /// Files copied unchanged from a source checkpoint when saving a model derived from it.
+  public static let companionFiles = [
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+    "vocab.json", "merges.txt",
+  ]
+
+  /// A freshly initialised model of the config's family.
+  public static func makeModel(_ config: ModelConfig, dtype: DType = .float32, generator: Generator? = nil) -> any CausalLM {
+    switch config.family {
+    case .gpt2: return GPT2LM(config, dtype: dtype, generator: generator)
+    case .llama, .qwen2: return LlamaLM(config, dtype: dtype, generator: generator)
+    }
+  }
+
+  /// Reads the model in `directory`; every problem is an error naming the file and key.
+  public static func loadModel(from directory: URL, dtype: DType = .float32) throws -> any CausalLM {
+    let config = try ModelConfig(contentsOf: directory.appendingPathComponent("config.json"))
+    let model = makeModel(config, dtype: dtype)
+    let tensors = try loadTensors(from: directory)
+    try assign(tensors, to: model, source: directory.path)
+    return model
+  }
+
+  /// All tensors of a single-file or sharded checkpoint, each with the file it came from.
+  static func loadTensors(from directory: URL) throws -> [String: (tensor: Tensor, file: String)] {
+    let fm = FileManager.default
+    let single = directory.appendingPathComponent("model.safetensors")
+    let index = directory.appendingPathComponent("model.safetensors.index.json")
+    var files: [URL]
+    if fm.fileExists(atPath: single.path) {
+      files = [single]
+    } else if fm.fileExists(atPath: index.path) {
+      guard let data = fm.contents(atPath: index.path),
+        let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let map = obj["weight_map"] as? [String: String]
+      else { throw CheckpointError("\(index.path): expected a JSON object with a 'weight_map' of tensor → file") }
+      files = Set(map.values).sorted().map { directory.appendingPathComponent($0) }
+      for f in files where !fm.fileExists(atPath: f.path) {
+        throw CheckpointError("\(index.path): names shard '\(f.lastPathComponent)', which does not exist")
+      }
+    } else {
+      throw CheckpointError("\(directory.path): no model.safetensors or model.safetensors.index.json")
+    }
+    var out: [String: (Tensor, String)] = [:]
+    for f in files {
+      for (name, t) in try Safetensors.load(f) { out[name] = (t, f.lastPathComponent) }
+    }
+    return out
+  }
+
+  /// Maps checkpoint keys onto the model's parameters (GPT-2 files saved without the `transformer.`
+  /// prefix are accepted; attention-mask buffers and a tied head's copy are ignored) and copies them in.
+  static func assign(_ tensors: [String: (tensor: Tensor, file: String)], to model: any CausalLM, source: String) throws {
+    var byKey = tensors
+    if model.config.family == .gpt2 {
+      for (k, v) in tensors where !k.hasPrefix("transformer.") && k != "lm_head.weight" {
+        byKey.removeValue(forKey: k)
+        byKey["transformer." + k] = v
+      }
+      for k in byKey.keys where k.hasSuffix(".attn.bias") || k.hasSuffix(".attn.masked_bias") { byKey.removeValue(forKey: k) }
+    }
+    if model.config.tieEmbeddings { byKey.removeValue(forKey: "lm_head.weight") }
+    for k in byKey.keys where k.hasSuffix("rotary_emb.inv_freq") { byKey.removeValue(forKey: k) }
+
+    var problems: [String] = []
+    let params = model.namedParameters()
+    for (name, p) in params {
+      guard let (t, file) = byKey[name] else {
+        problems.append("missing tensor '\(name)'")
+        continue
+      }
+      if t.shape != p.shape {
+        problems.append("\(file): tensor '\(name)' has shape \(t.shape) but config.json implies \(p.shape)")
+      }
+    }
+    let expected = Set(params.map(\.name))
+    for k in byKey.keys.sorted() where !expected.contains(k) {
+      problems.append("\(byKey[k]!.file): unexpected tensor '\(k)' for a \(model.config.family.rawValue) model")
+    }
+    guard problems.isEmpty else {
+      let shown = problems.prefix(5).joined(separator: "; ")
+      throw CheckpointError("\(source): \(shown)\(problems.count > 5 ? " (and \(problems.count - 5) more)" : "")")
+    }
+    withoutGradients { for (name, p) in params { p.copy_(byKey[name]!.tensor) } }
+  }
+
+  /// Writes `config.json` and `model.safetensors` (each atomically) so `transformers` loads the result;
+  /// companion files (tokenizer, generation config) are copied from `companionsFrom` when given.
+  public static func save(_ model: any CausalLM, to directory: URL, companionsFrom source: URL? = nil) throws {
+    let fm = FileManager.default
+    try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+    let config = try JSONSerialization.data(withJSONObject: model.config.jsonObject(), options: [.prettyPrinted, .sortedKeys])
+    try writeAtomically(config, to: directory.appendingPathComponent("config.json"))
+    try model.save(to: directory.appendingPathComponent("model.safetensors"), metadata: ["format": "pt"])
+    if let source, source.standardizedFileURL != directory.standardizedFileURL {
+      for name in companionFiles {
+        let from = source.appendingPathComponent(name)
+        guard let data = fm.contents(atPath: from.path) else { continue }
+        try writeAtomically(data, to: directory.appendingPathComponent(name))
+      }
+    }
+  }
+
+  static func writeAtomically(_ data: Data, to url: URL) throws {
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    try data.write(to: tmp)
+    if rename(tmp.path, url.path) != 0 {
+      try? FileManager.default.removeItem(at: tmp)
+      throw CheckpointError("\(url.path): could not replace the file (errno \(errno))")
+    }
+  }
+}
