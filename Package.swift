@@ -37,9 +37,10 @@ let package = Package(
     .target(name: "Torch", dependencies: ["CTorch"]),
     .target(name: "NN", dependencies: ["Torch"]),
     .target(name: "LM", dependencies: ["NN", "Torch"]),
+    .target(name: "Alignment", dependencies: ["LM", "NN", "Torch"]),
     .executableTarget(
       name: "shatter",
-      dependencies: ["Torch", "NN", "LM", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Torch", "NN", "LM", "Alignment", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),

@@ -365,13 +365,17 @@ ct_tensor ct_rbinary_scalar(int op, double s, ct_tensor a) {
     switch (op) {
     case CT_SUB: return wrap(at::rsub(a->t, sc));
     case CT_POW: return wrap(at::pow(sc, a->t));
-    default: return wrap(binary(op, at::scalar_tensor(sc, a->t.options()), a->t));
+    default: {
+      // The scalar side takes the promoted type (2.5 / int tensor is fractional, as in torch).
+      auto type = at::result_type(a->t, sc);
+      return wrap(binary(op, at::scalar_tensor(sc, a->t.options().dtype(type)), a->t));
+    }
     }
   })
 }
 int ct_binary_(int op, ct_tensor a, ct_tensor b) { CT_STATUS(binary_inplace(op, a->t, b->t)) }
 int ct_binary_scalar_(int op, ct_tensor a, double s) { CT_STATUS(binary_scalar_inplace(op, a->t, scalar_for(a->t, s))) }
-int ct_add_scaled_(ct_tensor a, ct_tensor b, double alpha) { CT_STATUS(a->t.add_(b->t, alpha)) }
+int ct_add_scaled_(ct_tensor a, ct_tensor b, double alpha) { CT_STATUS(a->t.add_(b->t, scalar_for(a->t, alpha))) }
 int ct_addcmul_(ct_tensor a, ct_tensor b, ct_tensor c, double value) { CT_STATUS(a->t.addcmul_(b->t, c->t, value)) }
 int ct_addcdiv_(ct_tensor a, ct_tensor b, ct_tensor c, double value) { CT_STATUS(a->t.addcdiv_(b->t, c->t, value)) }
 int ct_copy_(ct_tensor dst, ct_tensor src) { CT_STATUS(dst->t.copy_(src->t)) }

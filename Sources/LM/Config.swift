@@ -37,6 +37,15 @@ public struct ModelConfig: Sendable, Equatable {
 
   public var headDim: Int { hiddenSize / heads }
 
+  /// Equal architectures, whatever other keys the source files carried.
+  public static func == (a: ModelConfig, b: ModelConfig) -> Bool {
+    a.family == b.family && a.vocabSize == b.vocabSize && a.hiddenSize == b.hiddenSize && a.layers == b.layers
+      && a.heads == b.heads && a.kvHeads == b.kvHeads && a.intermediateSize == b.intermediateSize
+      && a.maxPositions == b.maxPositions && a.normEps == b.normEps && a.ropeTheta == b.ropeTheta
+      && a.tieEmbeddings == b.tieEmbeddings && a.qkvBias == b.qkvBias && a.activation == b.activation
+      && a.bosTokenId == b.bosTokenId && a.eosTokenIds == b.eosTokenIds
+  }
+
   public init(family: ModelFamily, vocabSize: Int, hiddenSize: Int, layers: Int, heads: Int, kvHeads: Int? = nil,
               intermediateSize: Int? = nil, maxPositions: Int = 1024, normEps: Double? = nil, ropeTheta: Double = 10000,
               tieEmbeddings: Bool? = nil, qkvBias: Bool? = nil, activation: String = "gelu_new", bosTokenId: Int? = nil,

@@ -214,6 +214,7 @@ extension Tensor {
   /// `chunks` nearly equal pieces along `dim` (the last may be smaller), like torch.chunk.
   public func chunk(_ chunks: Int, dim: Int = 0) -> [Tensor] {
     let n = size(dim)
+    if n == 0 { return split(sizes: Array(repeating: 0, count: chunks), dim: dim) }
     let step = (n + chunks - 1) / chunks
     var sizes: [Int] = []
     var left = n
@@ -286,10 +287,13 @@ extension Tensor {
     wrap(ct_multinomial(handle, Int64(numSamples), replacement, generator?.handle), "multinomial")
   }
 
-  /// Elementwise |a-b| <= atol + rtol·|b| (and equal shapes).
+  /// Elementwise |a-b| <= atol + rtol·|b| or a == b (and equal shapes), like torch.allclose.
   public func allClose(_ other: Tensor, rtol: Double = 1e-5, atol: Double = 1e-8) -> Bool {
     guard shape == other.shape else { return false }
     let a = to(.float64), b = other.to(.float64)
-    return (a - b).abs().le(b.abs() * rtol + atol).all().item() != 0
+    // As torch.isclose: non-finite values are close only when equal.
+    let finite = a.isFinite().logicalAnd(b.isFinite())
+    let near = finite.logicalAnd((a - b).abs().le(b.abs() * rtol + atol))
+    return a.eq(b).logicalOr(near).all().item() != 0
   }
 }

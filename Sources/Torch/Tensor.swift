@@ -98,8 +98,12 @@ extension Tensor {
   public static func scalar(_ value: Double, dtype: DType = .float32, device: Device = .cpu) -> Tensor {
     full([], value, dtype: dtype, device: device)
   }
+  /// Values 0, 1, … below end.
+  public static func arange(_ end: Double, dtype: DType = .int64, device: Device = .cpu) -> Tensor {
+    arange(0, end, dtype: dtype, device: device)
+  }
   /// Values start, start+step, … below end.
-  public static func arange(_ start: Double = 0, _ end: Double, step: Double = 1, dtype: DType = .int64,
+  public static func arange(_ start: Double, _ end: Double, step: Double = 1, dtype: DType = .int64,
                             device: Device = .cpu) -> Tensor {
     wrap(ct_arange(start, end, step, dtype.rawValue, device.code), "arange")
   }

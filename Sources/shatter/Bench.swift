@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LM
 import NN
 import Torch
 
@@ -7,7 +8,7 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
     abstract: "Time training workloads; `make bench` runs these beside the same workloads in PyTorch.",
-    subcommands: [MLPBench.self]
+    subcommands: [MLPBench.self, TrainBench.self, GenerateBench.self]
   )
 }
 
@@ -59,5 +60,103 @@ struct MLPBench: ParsableCommand {
       "impl": "shatter", "steps_per_second": Double(steps) / seconds, "ms_per_step": seconds * 1000 / Double(steps),
       "final_loss": loss, "threads": Torch.threads,
     ])
+  }
+}
+
+/// Peak resident memory of this process so far, in MiB.
+func peakMemoryMiB() -> Double {
+  var usage = rusage()
+  getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+  return Double(usage.ru_maxrss) / 1024
+}
+
+struct TrainBench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Time language-model training steps on random tokens (bench/gpt2_step.py is the PyTorch peer).",
+    discussion: "Dropout 0, tied embeddings, AdamW (lr 3e-4, weight decay 0.1), grad-norm clip 1.0; warm-up steps are not timed.")
+
+  @Option(help: "Architecture: gpt2, llama or qwen2.") var arch = "gpt2"
+  @Option(help: "Transformer layers.") var layers = 4
+  @Option(help: "Hidden size.") var dModel = 256
+  @Option(help: "Attention heads.") var heads = 4
+  @Option(help: "Vocabulary size.") var vocab = 2048
+  @Option(help: "Sequence length.") var seq = 128
+  @Option(help: "Sequences per batch.") var batch = 8
+  @Option(help: "Timed steps.") var steps = 10
+  @Option(help: "Untimed warm-up steps.") var warmup = 3
+  @Option(help: "libtorch intra-op threads (0 keeps libtorch's default).") var threads = 0
+  @Option(help: "Seed.") var seed: UInt64 = 0
+
+  func validate() throws {
+    guard ModelFamily(rawValue: arch) != nil else { throw ValidationError("--arch must be gpt2, llama or qwen2") }
+    guard layers > 0, dModel > 0, heads > 0, dModel % heads == 0, vocab > 1, seq > 1, batch > 0, steps > 0 else {
+      throw ValidationError("sizes must be positive and --d-model divisible by --heads")
+    }
+  }
+
+  func run() throws {
+    if threads > 0 { Torch.threads = threads }
+    let gen = Generator(seed: seed)
+    let config = ModelConfig(family: ModelFamily(rawValue: arch)!, vocabSize: vocab, hiddenSize: dModel, layers: layers,
+                             heads: heads, intermediateSize: 4 * dModel, maxPositions: seq, tieEmbeddings: true)
+    let model = Checkpoint.makeModel(config, generator: gen)
+    let params = model.trainableParameters()
+    let opt = AdamW(ParameterGroup.decayMatricesOnly(params, weightDecay: 0.1), learningRate: 3e-4)
+    let tensors = params.map(\.tensor)
+    let tokens = Tensor.randint(0, vocab, [batch, seq + 1], generator: gen)
+    let input = tokens.narrow(dim: 1, start: 0, length: seq), target = tokens.narrow(dim: 1, start: 1, length: seq)
+    var loss = 0.0
+    func step() {
+      opt.zeroGrad()
+      let logits = model(input)
+      let l = Tensor.crossEntropy(logits: logits.reshaped([-1, vocab]), targets: target.reshaped([-1]))
+      l.backward()
+      clipGradNorm(tensors, maxNorm: 1)
+      opt.step()
+      loss = l.item()
+    }
+    for _ in 0..<warmup { step() }
+    let start = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<steps { step() }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    printJSON(["impl": "shatter", "tokens_per_second": Double(batch * seq * steps) / seconds, "final_loss": loss,
+               "peak_rss_mib": peakMemoryMiB(), "threads": Torch.threads, "parameters": model.parameterCount])
+  }
+}
+
+struct GenerateBench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "generate", abstract: "Time greedy generation with and without the KV cache on a random GPT-2.")
+
+  @Option(help: "Transformer layers.") var layers = 4
+  @Option(help: "Hidden size.") var dModel = 256
+  @Option(help: "Attention heads.") var heads = 4
+  @Option(help: "Vocabulary size.") var vocab = 2048
+  @Option(help: "Prompt tokens.") var prompt = 32
+  @Option(help: "New tokens per sequence.") var newTokens = 96
+  @Option(help: "Sequences generated together.") var batch = 4
+  @Option(help: "libtorch intra-op threads (0 keeps libtorch's default).") var threads = 0
+
+  func run() throws {
+    if threads > 0 { Torch.threads = threads }
+    let gen = Generator(seed: 0)
+    let config = ModelConfig(family: .gpt2, vocabSize: vocab, hiddenSize: dModel, layers: layers, heads: heads,
+                             maxPositions: prompt + newTokens)
+    let model = Checkpoint.makeModel(config, generator: gen)
+    let prompts = (0..<batch).map { _ in Tensor.randint(0, vocab, [prompt], generator: gen).toArray(Int.self) }
+    var rates: [String: Double] = [:]
+    var outputs: [Bool: [[Int]]] = [:]
+    for cache in [true, false] {
+      let options = SamplingOptions(maxNewTokens: newTokens, useCache: cache)
+      let start = DispatchTime.now().uptimeNanoseconds
+      outputs[cache] = model.generate(prompts, options: options)
+      let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      rates[cache ? "cached_tokens_per_second" : "uncached_tokens_per_second"] = Double(batch * newTokens) / seconds
+    }
+    printJSON(["impl": "shatter", "cached_tokens_per_second": rates["cached_tokens_per_second"]!,
+               "uncached_tokens_per_second": rates["uncached_tokens_per_second"]!,
+               "speedup": rates["cached_tokens_per_second"]! / rates["uncached_tokens_per_second"]!,
+               "identical_outputs": outputs[true]! == outputs[false]!])
   }
 }

@@ -14,7 +14,10 @@ struct Shatter: ParsableCommand {
       driven by --seed, so the same seed and configuration reproduce the same numbers on the same machine.
       """,
     version: version,
-    subcommands: [VersionCommand.self, BenchCommand.self]
+    subcommands: [
+      VersionCommand.self, TokenizeCommand.self, ScoreCommand.self, GenerateCommand.self, TrainCommand.self,
+      BenchCommand.self,
+    ]
   )
 }
 

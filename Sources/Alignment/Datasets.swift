@@ -1,0 +1,117 @@
+import Foundation
+import LM
+
+/// A problem with a data file; the message names the file, the line and what was expected.
+public struct DataError: Error, CustomStringConvertible {
+  public let message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// One JSON object per non-blank line, with its 1-based line number.
+public struct JSONLFile {
+  public let path: String
+  public let records: [(line: Int, object: [String: Any])]
+
+  public init(url: URL) throws {
+    path = url.path
+    guard let data = FileManager.default.contents(atPath: url.path) else { throw DataError("\(url.path): file not found") }
+    guard let text = String(data: data, encoding: .utf8) else { throw DataError("\(url.path): not UTF-8 text") }
+    var out: [(Int, [String: Any])] = []
+    for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+      if line.isEmpty { continue }
+      guard let any = try? JSONSerialization.jsonObject(with: Data(line.utf8)) else {
+        throw DataError("\(url.path):\(i + 1): not valid JSON")
+      }
+      guard let obj = any as? [String: Any] else { throw DataError("\(url.path):\(i + 1): expected a JSON object") }
+      out.append((i + 1, obj))
+    }
+    if out.isEmpty { throw DataError("\(url.path): no records") }
+    records = out
+  }
+
+  public func string(_ key: String, in obj: [String: Any], line: Int) throws -> String {
+    guard let v = obj[key] else { throw DataError("\(path):\(line): missing key '\(key)'") }
+    guard let s = v as? String else { throw DataError("\(path):\(line): key '\(key)' should be a string") }
+    return s
+  }
+}
+
+/// A tokenised training sequence and which of its tokens are prediction targets.
+public struct SFTExample: Sendable, Equatable {
+  public var tokens: [Int]
+  /// targets[i] is true when tokens[i] is trained on (predicted from tokens[..<i]).
+  public var targets: [Bool]
+  public init(tokens: [Int], targets: [Bool]) {
+    self.tokens = tokens
+    self.targets = targets
+  }
+  public var targetCount: Int { targets.dropFirst().filter { $0 }.count }
+}
+
+public enum SFTData {
+  /// Reads `{"text"}`, `{"prompt","completion"}` or `{"messages":[{"role","content"}…]}` lines. The loss
+  /// mask comes from the prompt/completion boundary in the data (the last message is the completion),
+  /// never from template markup. Every completion ends with the tokenizer's EOS, which is a target even
+  /// when the pad token is the same id. Sequences longer than `maxLength` keep their first tokens.
+  public static func load(_ url: URL, tokenizer: any TextTokenizer, template: ChatTemplate, maxLength: Int) throws
+    -> [SFTExample]
+  {
+    let file = try JSONLFile(url: url)
+    var out: [SFTExample] = []
+    for (line, obj) in file.records {
+      let (prompt, completion): ([Int], [Int])
+      if obj["text"] != nil {
+        let text = try file.string("text", in: obj, line: line)
+        (prompt, completion) = ([], tokenizer.encode(text, addSpecialTokens: true))
+      } else if obj["prompt"] != nil || obj["completion"] != nil {
+        let p = try file.string("prompt", in: obj, line: line)
+        let c = try file.string("completion", in: obj, line: line)
+        if c.isEmpty { throw DataError("\(file.path):\(line): empty completion") }
+        (prompt, completion) = (tokenizer.encode(p, addSpecialTokens: true), tokenizer.encode(c, addSpecialTokens: false))
+      } else if let raw = obj["messages"] {
+        let messages = try parseMessages(raw, file: file, line: line)
+        let promptText = template.render(Array(messages.dropLast()), addGenerationPrompt: true)
+        let fullText = template.render(messages, addGenerationPrompt: false)
+        guard fullText.hasPrefix(promptText) else {
+          throw DataError("\(file.path):\(line): the chat template does not extend the prompt with the last message")
+        }
+        let completionText = String(fullText.dropFirst(promptText.count))
+        (prompt, completion) = (tokenizer.encode(promptText, addSpecialTokens: true),
+                                tokenizer.encode(completionText, addSpecialTokens: false))
+      } else {
+        throw DataError("\(file.path):\(line): expected a 'text', 'prompt'/'completion' or 'messages' key")
+      }
+      var tokens = prompt + completion
+      if let eos = tokenizer.eosTokenId, tokens.last != eos { tokens.append(eos) }
+      var targets = [Bool](repeating: false, count: prompt.count) + [Bool](repeating: true, count: tokens.count - prompt.count)
+      if prompt.isEmpty, !targets.isEmpty { targets[0] = false }  // the first token has no context to predict it from
+      tokens = Array(tokens.prefix(maxLength))
+      targets = Array(targets.prefix(maxLength))
+      let example = SFTExample(tokens: tokens, targets: targets)
+      if example.targetCount == 0 {
+        throw DataError("\(file.path):\(line): no completion tokens fit in the sequence length \(maxLength) "
+          + "(the prompt has \(prompt.count) tokens)")
+      }
+      out.append(example)
+    }
+    return out
+  }
+
+  static func parseMessages(_ raw: Any, file: JSONLFile, line: Int) throws -> [ChatMessage] {
+    guard let list = raw as? [[String: Any]], !list.isEmpty else {
+      throw DataError("\(file.path):\(line): 'messages' should be a non-empty list of {\"role\",\"content\"} objects")
+    }
+    let messages = try list.enumerated().map { i, m -> ChatMessage in
+      guard let role = m["role"] as? String, let content = m["content"] as? String else {
+        throw DataError("\(file.path):\(line): messages[\(i)] needs string 'role' and 'content'")
+      }
+      return ChatMessage(role: role, content: content)
+    }
+    guard messages.last?.role == "assistant", !(messages.last?.content.isEmpty ?? true) else {
+      throw DataError("\(file.path):\(line): the last message should be a non-empty assistant reply (the completion)")
+    }
+    return messages
+  }
+}

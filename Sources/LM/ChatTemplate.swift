@@ -1,0 +1,68 @@
+import Foundation
+
+/// One turn of a conversation, as in `{"messages": [{"role": …, "content": …}]}` data.
+public struct ChatMessage: Sendable, Codable, Equatable, Hashable {
+  public var role: String
+  public var content: String
+
+  public init(role: String, content: String) {
+    self.role = role
+    self.content = content
+  }
+}
+
+/// Conversation → prompt text, for the template families Shatter's models use. A Jinja interpreter is
+/// out of scope: the kind is recognised from the markers in the model's `chat_template` and rendered by
+/// fixed code that produces what that family's published template produces for plain role/content turns.
+///
+/// The rendered text already contains the special-token strings (including Llama-3's
+/// `<|begin_of_text|>`), so encode it with `addSpecialTokens: false`.
+public enum ChatTemplate: Sendable, Equatable {
+  /// `<|im_start|>role\ncontent<|im_end|>\n` per message (Qwen2 and other ChatML models). No default
+  /// system message is inserted (Qwen2's own template adds one when the first turn is not a system turn).
+  case chatML
+  /// `<|begin_of_text|>` then `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` per message,
+  /// with the content trimmed of surrounding whitespace as Llama-3's template does (`| trim`).
+  case llama3
+  /// `role: content\n` per message, for models without a chat template.
+  case plain
+
+  /// Chooses the kind from a `chat_template` source: ChatML if it mentions `<|im_start|>`, Llama-3 if it
+  /// mentions `<|start_header_id|>`, otherwise plain.
+  public init(templateSource: String?) {
+    guard let source = templateSource else {
+      self = .plain
+      return
+    }
+    if source.contains("<|im_start|>") {
+      self = .chatML
+    } else if source.contains("<|start_header_id|>") {
+      self = .llama3
+    } else {
+      self = .plain
+    }
+  }
+
+  /// The prompt text for `messages`; with `addGenerationPrompt` it ends with the opening of an
+  /// assistant turn, ready for generation.
+  public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) -> String {
+    var out = ""
+    switch self {
+    case .chatML:
+      for m in messages { out += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n" }
+      if addGenerationPrompt { out += "<|im_start|>assistant\n" }
+    case .llama3:
+      // The published template puts the BOS string before the first message (so none for no messages).
+      if !messages.isEmpty { out += "<|begin_of_text|>" }
+      for m in messages {
+        let content = m.content.trimmingCharacters(in: .whitespacesAndNewlines)
+        out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(content)<|eot_id|>"
+      }
+      if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
+    case .plain:
+      for m in messages { out += "\(m.role): \(m.content)\n" }
+      if addGenerationPrompt { out += "assistant: " }
+    }
+    return out
+  }
+}

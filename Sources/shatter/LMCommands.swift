@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import LM
+import Torch
+
+/// The tokenizer of a checkpoint directory, with errors that name what is missing.
+func loadTokenizer(_ path: String) throws -> any TextTokenizer {
+  var isDir: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+    throw UserError("\(path): not a directory (expected a Hugging Face checkpoint directory)")
+  }
+  let directory = URL(fileURLWithPath: path)
+  guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) else {
+    throw UserError("\(path): no tokenizer.json (the model commands need the checkpoint's tokenizer)")
+  }
+  return try BPETokenizer(directory: directory)
+}
+
+/// A checkpoint directory with its tokenizer, as the model commands load it.
+struct LoadedModel {
+  let directory: URL
+  let model: any CausalLM
+  let tokenizer: any TextTokenizer
+
+  init(_ path: String) throws {
+    tokenizer = try loadTokenizer(path)
+    directory = URL(fileURLWithPath: path)
+    model = try Checkpoint.loadModel(from: directory)
+  }
+
+  /// Ids of `text` as the tokenizer specifies (post-processor included), checked against the context.
+  func encodeForContext(_ text: String, reserve: Int = 0) throws -> [Int] {
+    let ids = tokenizer.encode(text, addSpecialTokens: true)
+    if ids.isEmpty { throw UserError("the text encodes to no tokens") }
+    let limit = model.config.maxPositions
+    if ids.count + reserve > limit {
+      throw UserError("the prompt has \(ids.count) tokens\(reserve > 0 ? " + \(reserve) new" : ""), more than the "
+        + "model's context of \(limit) (max_position_embeddings / n_positions in config.json)")
+    }
+    return ids
+  }
+}
+
+struct TokenizeCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "tokenize", abstract: "Encode text with a checkpoint's tokenizer.json (post-processor included).")
+
+  @Option(help: "Checkpoint directory containing tokenizer.json.") var model: String
+  @Option(help: "The text to encode.") var text: String
+  @Flag(help: "Print one JSON object {\"tokens\":[…]} and nothing else on stdout.") var json = false
+
+  func run() throws {
+    let tokenizer = try loadTokenizer(model)
+    let ids = tokenizer.encode(text, addSpecialTokens: true)
+    if json {
+      printJSON(["tokens": ids])
+    } else {
+      for id in ids { print(id, tokenizer.decode([id], skipSpecialTokens: false).debugDescription) }
+    }
+  }
+}
+
+struct ScoreCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "score",
+    abstract: "Per-token log-probabilities of a text under a model (teacher forcing).",
+    discussion: "logprobs[i] = log p(tokens[i+1] | tokens[0…i]); total is their sum, the text's log-likelihood.")
+
+  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "The text to score.") var text: String
+  @Flag(help: "Print one JSON object {\"tokens\",\"logprobs\",\"total\"} and nothing else on stdout.") var json = false
+
+  func run() throws {
+    let loaded = try LoadedModel(model)
+    let ids = try loaded.encodeForContext(text)
+    guard ids.count >= 2 else { throw UserError("the text has \(ids.count) token; scoring needs at least 2") }
+    let logprobs = withoutGradients { loaded.model.score(PaddedBatch([ids], padId: 0)).tokenLogProbs }
+      .toArray(Double.self)
+    let total = logprobs.reduce(0, +)
+    if json {
+      printJSON(["tokens": ids, "logprobs": logprobs, "total": total])
+    } else {
+      for (i, lp) in logprobs.enumerated() {
+        let piece = loaded.tokenizer.decode([ids[i + 1]], skipSpecialTokens: false)
+        print(String(format: "%6d %-20@ %9.4f", ids[i + 1], piece.debugDescription as NSString, lp))
+      }
+      print(String(format: "total log-likelihood %.4f over %d tokens", total, logprobs.count))
+    }
+  }
+}
+
+struct GenerateCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "generate",
+    abstract: "Continue a prompt with the model (KV cache; greedy at temperature 0).",
+    discussion: "Stops at max-new-tokens or at an EOS id from config.json or the tokenizer.")
+
+  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "The prompt text.") var prompt: String
+  @Option(help: "Largest number of new tokens.") var maxNewTokens = 32
+  @Option(help: "Sampling temperature; 0 picks the most likely token (greedy).") var temperature = 0.0
+  @Option(help: "Keep only the k most likely tokens before sampling (0: off).") var topK = 0
+  @Option(help: "Keep the smallest set of tokens whose probability reaches p (1: off).") var topP = 1.0
+  @Option(help: "Seed for sampling.") var seed: UInt64 = 0
+  @Flag(help: "Recompute the whole sequence each step instead of using the KV cache (for comparison).")
+  var noCache = false
+  @Flag(help: "Print one JSON object {\"tokens\":[new ids],\"text\":…} and nothing else on stdout.") var json = false
+
+  func validate() throws {
+    guard maxNewTokens > 0 else { throw ValidationError("--max-new-tokens must be positive") }
+    guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+    guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
+    guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+  }
+
+  func run() throws {
+    let loaded = try LoadedModel(model)
+    let ids = try loaded.encodeForContext(prompt, reserve: maxNewTokens)
+    var stops = Set(loaded.model.config.eosTokenIds)
+    if let eos = loaded.tokenizer.eosTokenId { stops.insert(eos) }
+    let options = SamplingOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK > 0 ? topK : nil,
+                                  topP: topP < 1 ? topP : nil, stopTokens: stops, useCache: !noCache)
+    let new = loaded.model.generate([ids], options: options, padId: loaded.tokenizer.padTokenId ?? 0,
+                                    generator: Generator(seed: seed))[0]
+    let text = loaded.tokenizer.decode(new, skipSpecialTokens: true)
+    if json { printJSON(["tokens": new, "text": text]) } else { print(prompt + text) }
+  }
+}
