@@ -45,6 +45,8 @@ let package = Package(
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),
     .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
+    .testTarget(name: "CLITests", dependencies: ["shatter"]),
   ],
   cxxLanguageStandard: .cxx17
 )

@@ -163,3 +163,19 @@ func savedCheckpointHasTheReferenceKeysAndReloadsIdentically(_ name: String) thr
                                    to: dir.appendingPathComponent("model.safetensors"))
   expectError("model.safetensors: tensor 'model.layers.0.mlp.down_proj.weight' has shape [32, 64] but config.json implies [32, 48]")
 }
+
+/// Checkpoints written by `shatter train sft` (scripts/make_sft_roundtrip_fixtures.sh), scored by transformers.
+@Test(arguments: ["gpt2", "llama"])
+func checkpointsWrittenByShatterGiveTransformersLogProbs(_ family: String) throws {
+  struct LogProbs: Decodable { let logprobs: [Double] }
+  struct Tokens: Decodable { let tokens: [Int] }
+  let root = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("sft_roundtrip")
+  let dir = root.appendingPathComponent(family)
+  let tokens = try JSONDecoder().decode(Tokens.self, from: Data(contentsOf: root.appendingPathComponent("tokens.json"))).tokens
+  let ref = try JSONDecoder().decode(LogProbs.self, from: Data(contentsOf: dir.appendingPathComponent("transformers_logprobs.json")))
+  let model = try Checkpoint.loadModel(from: dir)
+  let lp = withoutGradients { model.score(PaddedBatch([tokens], padId: 0)).tokenLogProbs }.toArray(Double.self)
+  #expect(maxAbsDiff(lp, ref.logprobs) < 1e-4)
+  let tokenizer = try BPETokenizer(directory: dir)
+  #expect(tokenizer.encode("12+7=19", addSpecialTokens: true) == tokens)
+}

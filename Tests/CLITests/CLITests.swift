@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+
+/// Runs the built `shatter` binary (it sits beside the test bundle) and captures its output.
+struct Run {
+  let status: Int32
+  let stdout: String
+  let stderr: String
+  var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any] ?? [:] }
+}
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+func shatter(_ args: [String]) throws -> Run {
+  let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("shatter")
+  let binary = FileManager.default.isExecutableFile(atPath: exe.path)
+    ? exe : repoRoot.appendingPathComponent(".build/debug/shatter")
+  let p = Process()
+  p.executableURL = binary
+  p.arguments = args
+  let out = Pipe(), err = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  #expect(p.terminationReason == .exit, "shatter \(args) was killed by a signal: \(String(decoding: e, as: UTF8.self))")
+  return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+let sftFixture = repoRoot.appendingPathComponent("Tests/LMTests/Fixtures/sft_roundtrip/gpt2").path
+
+func temporary(_ name: String) -> URL {
+  FileManager.default.temporaryDirectory.appendingPathComponent("shatter-cli-\(UUID())-\(name)")
+}
+
+@Test func versionReportsLibtorch() throws {
+  let r = try shatter(["version", "--json"])
+  #expect(r.status == 0)
+  #expect(r.json["libtorch"] as? String == "1.13.0" || (r.json["libtorch"] as? String)?.hasPrefix("2.") == true)
+  #expect((r.json["threads"] as? Int ?? 0) >= 1)
+}
+
+@Test func helpExplainsEveryCommand() throws {
+  let r = try shatter(["--help"])
+  for c in ["tokenize", "score", "generate", "train", "bench", "version"] { #expect(r.stdout.contains(c)) }
+  let sft = try shatter(["train", "sft", "--help"])
+  for flag in ["--data", "--out", "--init", "--lr", "--schedule", "--warmup", "--grad-accum", "--seed", "--steps"] {
+    #expect(sft.stdout.contains(flag), "train sft --help lacks \(flag)")
+  }
+}
+
+@Test func tokenizeScoreAndGeneratePrintOneJSONObject() throws {
+  let tok = try shatter(["tokenize", "--model", sftFixture, "--text", "12+7=19", "--json"])
+  #expect(tok.status == 0)
+  #expect(tok.json["tokens"] as? [Int] == [49, 50, 43, 55, 61, 49, 57])
+
+  let score = try shatter(["score", "--model", sftFixture, "--text", "12+7=19", "--json"])
+  #expect(score.status == 0)
+  let lp = score.json["logprobs"] as? [Double] ?? []
+  struct Ref: Decodable { let logprobs: [Double] }
+  let ref = try JSONDecoder().decode(Ref.self, from: Data(contentsOf: URL(fileURLWithPath: sftFixture + "/transformers_logprobs.json")))
+  #expect(lp.count == ref.logprobs.count)
+  for (a, b) in zip(lp, ref.logprobs) { #expect(Swift.abs(a - b) < 1e-4) }
+  #expect(Swift.abs((score.json["total"] as? Double ?? 0) - lp.reduce(0, +)) < 1e-9)
+
+  let gen = try shatter(["generate", "--model", sftFixture, "--prompt", "3+3=", "--max-new-tokens", "5", "--temperature", "0", "--json"])
+  #expect(gen.status == 0)
+  let ids = gen.json["tokens"] as? [Int] ?? []
+  #expect(!ids.isEmpty && ids.count <= 5)
+  #expect(gen.json["text"] is String)
+  #expect(gen.stdout.split(separator: "\n").count == 1)
+}
+
+@Test func trainSFTFromScratchLowersTheLossAndWritesALoadableCheckpoint() throws {
+  let data = temporary("data.jsonl"), out = temporary("out")
+  defer { try? FileManager.default.removeItem(at: data); try? FileManager.default.removeItem(at: out) }
+  let lines = (1...24).map { #"{"prompt": "\#($0)*2=", "completion": "\#($0 * 2)"}"# }
+  try Data(lines.joined(separator: "\n").utf8).write(to: data)
+  let r = try shatter(["train", "sft", "--init", "qwen2", "--layers", "1", "--d-model", "32", "--heads", "4", "--kv-heads", "2",
+                       "--max-positions", "32", "--data", data.path, "--out", out.path, "--steps", "25", "--batch-size", "8",
+                       "--lr", "3e-3", "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  let history = r.json["loss_history"] as? [Double] ?? []
+  #expect(history.count == 25)
+  #expect((history.last ?? 99) < (history.first ?? 0) * 0.8)
+  #expect(r.json["method"] as? String == "sft")
+  #expect(r.stderr.contains("step 25/25"))
+  let score = try shatter(["score", "--model", out.path, "--text", "3*2=6", "--json"])
+  #expect(score.status == 0)
+}
+
+@Test func malformedInputsGiveOneClearErrorLineAndANonZeroExit() throws {
+  let bad = temporary("bad.jsonl"), out = temporary("out"), noTok = temporary("notok"), mismatch = temporary("mismatch")
+  defer { for u in [bad, out, noTok, mismatch] { try? FileManager.default.removeItem(at: u) } }
+  try Data("{\"prompt\": \"a\", \"completion\": \"b\"}\n{oops\n".utf8).write(to: bad)
+  var r = try shatter(["train", "sft", "--model", sftFixture, "--data", bad.path, "--out", out.path, "--steps", "1"])
+  #expect(r.status != 0)
+  #expect(r.stderr.contains("\(bad.path):2: not valid JSON"), "\(r.stderr)")
+  #expect(!FileManager.default.fileExists(atPath: out.path))
+
+  try FileManager.default.createDirectory(at: noTok, withIntermediateDirectories: true)
+  r = try shatter(["score", "--model", noTok.path, "--text", "hi"])
+  #expect(r.status != 0 && r.stderr.contains("no tokenizer.json"))
+
+  try FileManager.default.copyItem(at: URL(fileURLWithPath: sftFixture), to: mismatch)
+  let cfg = mismatch.appendingPathComponent("config.json")
+  let text = try String(contentsOf: cfg, encoding: .utf8).replacingOccurrences(of: "\"n_embd\" : 32", with: "\"n_embd\" : 16")
+  try Data(text.utf8).write(to: cfg)
+  r = try shatter(["score", "--model", mismatch.path, "--text", "hi"])
+  #expect(r.status != 0 && r.stderr.contains("has shape"), "\(r.stderr)")
+
+  let long = String(repeating: "x", count: 40)
+  r = try shatter(["generate", "--model", sftFixture, "--prompt", long, "--max-new-tokens", "4"])
+  #expect(r.status != 0 && r.stderr.contains("more than the model's context of 32"), "\(r.stderr)")
+  for run in [r] { #expect(run.stderr.split(separator: "\n").count <= 2) }
+}
