@@ -23,9 +23,9 @@ Outputs, in Tests/LMTests/Fixtures/tokenizers/:
            only "a b" strings, so the reference outputs are computed from the string form first.
   each tokenizer folder also holds a tokenizer_config.json (bos/eos/pad names and a chat_template).
   cases.json  for every tokenizer and test text: ids from encode(text, add_special_tokens=True/False),
-              decode(ids_with_specials, skip_special_tokens=False/True); plus decode-only cases (cut-off
-              multi-byte sequences, which decode to U+FFFD, and an id outside the vocabulary, which is
-              dropped).
+              decode(ids_with_specials, skip_special_tokens=False/True); plus decode-only cases: ids cut off
+              inside a multi-byte character and single-byte tokens spelling invalid UTF-8 (both decode
+              with U+FFFD, as Rust's from_utf8_lossy does), and an id outside the vocabulary (dropped).
 
 Training is deterministic, so re-running gives the same files.
 """

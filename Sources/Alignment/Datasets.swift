@@ -78,7 +78,8 @@ public enum SFTData {
           throw DataError("\(file.path):\(line): the chat template does not extend the prompt with the last message")
         }
         let completionText = String(fullText.dropFirst(promptText.count))
-        (prompt, completion) = (tokenizer.encode(promptText, addSpecialTokens: true),
+        // The rendered template already carries any BOS marker, so the post-processor adds none.
+        (prompt, completion) = (tokenizer.encode(promptText, addSpecialTokens: false),
                                 tokenizer.encode(completionText, addSpecialTokens: false))
       } else {
         throw DataError("\(file.path):\(line): expected a 'text', 'prompt'/'completion' or 'messages' key")

@@ -109,3 +109,14 @@ func jsonl(_ lines: [String]) throws -> URL {
     #expect(x.grad!.allClose(y.grad!, rtol: 1e-4, atol: 1e-7), "\(name)")
   }
 }
+
+@Test func llama3ChatDataHasExactlyOneBeginOfText() throws {
+  let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("LMTests/Fixtures/tokenizers/llama3")
+  let tok = try BPETokenizer(directory: dir)
+  let bos = tok.bosTokenId!
+  let url = try jsonl([#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}"#])
+  let e = try SFTData.load(url, tokenizer: tok, template: tok.chatTemplate, maxLength: 256)[0]
+  #expect(e.tokens.first == bos)
+  #expect(e.tokens.filter { $0 == bos }.count == 1)
+}

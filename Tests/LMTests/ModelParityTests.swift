@@ -179,3 +179,30 @@ func checkpointsWrittenByShatterGiveTransformersLogProbs(_ family: String) throw
   let tokenizer = try BPETokenizer(directory: dir)
   #expect(tokenizer.encode("12+7=19", addSpecialTokens: true) == tokens)
 }
+
+@Test func shardedCheckpointsLoadThroughTheirIndex() throws {
+  let src = fixtureDirectory("llama")
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-shards-\(UUID())")
+  try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+  defer { try? FileManager.default.removeItem(at: dir) }
+  try FileManager.default.copyItem(at: src.appendingPathComponent("config.json"), to: dir.appendingPathComponent("config.json"))
+  let all = try Safetensors.load(src.appendingPathComponent("model.safetensors"))
+  let names = all.keys.sorted()
+  let half = names.count / 2
+  var map: [String: String] = [:]
+  for (i, part) in [Array(names[..<half]), Array(names[half...])].enumerated() {
+    let file = "model-0000\(i + 1)-of-00002.safetensors"
+    try Safetensors.save(Dictionary(uniqueKeysWithValues: part.map { ($0, all[$0]!) }), metadata: ["format": "pt"],
+                         to: dir.appendingPathComponent(file))
+    for n in part { map[n] = file }
+  }
+  let index = try JSONSerialization.data(withJSONObject: ["metadata": [String: Any](), "weight_map": map])
+  try index.write(to: dir.appendingPathComponent("model.safetensors.index.json"))
+  let sharded = try Checkpoint.loadModel(from: dir)
+  let single = try Checkpoint.loadModel(from: src)
+  for ((n, a), (_, b)) in zip(sharded.namedParameters(), single.namedParameters()) {
+    #expect(a.allClose(b, rtol: 0, atol: 0), "\(n)")
+  }
+  try FileManager.default.removeItem(at: dir.appendingPathComponent("model-00002-of-00002.safetensors"))
+  #expect(throws: CheckpointError.self) { _ = try Checkpoint.loadModel(from: dir) }
+}

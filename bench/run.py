@@ -1,0 +1,67 @@
+"""Runs every Shatter workload beside its PyTorch-from-Python peer on the same libtorch, alternating the two
+several times, and prints the medians and the median of the per-pair ratios. Invoked by `make bench`."""
+import json, os, statistics, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHATTER = os.path.join(ROOT, ".build/release/shatter")
+PYTHON = "/usr/bin/python3"  # Debian's, where python3-torch lives
+REPEATS = int(os.environ.get("REPEATS", "3"))
+THREADS = os.environ.get("THREADS", "0")  # 0: libtorch's default in both
+
+
+def run(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def pair(shatter_args, peer_script, peer_args, metric):
+    s_runs, p_runs, ratios = [], [], []
+    for _ in range(REPEATS):
+        s = run([SHATTER, "bench", *shatter_args, "--threads", THREADS])
+        p = run([PYTHON, os.path.join("bench", peer_script), *peer_args, "--threads", THREADS])
+        s_runs.append(s)
+        p_runs.append(p)
+        ratios.append(s[metric] / p[metric])
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    return med(s_runs, metric), med(p_runs, metric), statistics.median(ratios), s_runs, p_runs
+
+
+def main():
+    threads = run([SHATTER, "version", "--json"])["threads"] if THREADS == "0" else int(THREADS)
+    torch_version = subprocess.run([PYTHON, "-c", "import torch; print(torch.__version__)"], check=True,
+                                   capture_output=True, text=True).stdout.strip()
+    print(f"Shatter vs PyTorch {torch_version} from Python, same libtorch, {threads} intra-op thread(s); "
+          f"median of {REPEATS} alternating runs")
+    print()
+    print(f"{'MLP training step (steps/s)':46} {'shatter':>9} {'pytorch':>9} {'ratio':>7}")
+    mlps = [
+        ("128-256-256-10, batch 64", ["--batch", "64", "--inputs", "128", "--hidden", "256", "--layers", "2", "--steps", "500"]),
+        ("32-64-64-4, batch 16 (per-op overhead)",
+         ["--batch", "16", "--inputs", "32", "--hidden", "64", "--layers", "2", "--classes", "4", "--steps", "2000"]),
+        ("512-1024x3-10, batch 256", ["--batch", "256", "--inputs", "512", "--hidden", "1024", "--layers", "3", "--steps", "60"]),
+    ]
+    for label, args in mlps:
+        s, p, r, _, _ = pair(["mlp", *args], "mlp_step.py", args, "steps_per_second")
+        print(f"{label:46} {s:9.1f} {p:9.1f} {r:6.2f}x")
+
+    print(f"\n{'GPT-2 training step (tokens/s)':46} {'shatter':>9} {'pytorch':>9} {'ratio':>7} {'peak RSS MiB s/p':>18}")
+    gpts = [
+        ("L=4 D=256 H=4 V=2048 T=128 B=8",
+         ["--layers", "4", "--d-model", "256", "--heads", "4", "--vocab", "2048", "--seq", "128", "--batch", "8", "--steps", "10"]),
+        ("L=2 D=64 H=4 V=512 T=64 B=4",
+         ["--layers", "2", "--d-model", "64", "--heads", "4", "--vocab", "512", "--seq", "64", "--batch", "4", "--steps", "300"]),
+    ]
+    for label, args in gpts:
+        s, p, r, sr, pr = pair(["train", "--arch", "gpt2", *args], "gpt2_step.py", args, "tokens_per_second")
+        sm = max(x["peak_rss_mib"] for x in sr)
+        pm = max(x["peak_rss_mib"] for x in pr)
+        print(f"{label:46} {s:9.0f} {p:9.0f} {r:6.2f}x {sm:8.0f} / {pm:<8.0f}")
+
+    g = run([SHATTER, "bench", "generate", "--threads", THREADS])
+    print("\nGreedy generation, GPT-2 L=4 D=256, batch 4, 32-token prompts, 96 new tokens:")
+    print(f"  KV cache {g['cached_tokens_per_second']:.0f} tokens/s, no cache {g['uncached_tokens_per_second']:.0f} tokens/s "
+          f"({g['speedup']:.1f}x); identical outputs: {g['identical_outputs']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
