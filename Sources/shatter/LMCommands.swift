@@ -82,7 +82,8 @@ struct ScoreCommand: ParsableCommand {
     } else {
       for (i, lp) in logprobs.enumerated() {
         let piece = loaded.tokenizer.decode([ids[i + 1]], skipSpecialTokens: false)
-        print(String(format: "%6d %-20@ %9.4f", ids[i + 1], piece.debugDescription as NSString, lp))
+        let shown = piece.debugDescription.padding(toLength: Swift.max(12, piece.debugDescription.count), withPad: " ", startingAt: 0)
+        print(String(format: "%6d  ", ids[i + 1]) + shown + String(format: " %9.4f", lp))
       }
       print(String(format: "total log-likelihood %.4f over %d tokens", total, logprobs.count))
     }

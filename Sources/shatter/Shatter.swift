@@ -10,7 +10,7 @@ struct Shatter: ParsableCommand {
     commandName: "shatter",
     abstract: "Fine-tune causal language models where one model is the policy, the reward and the transition function.",
     discussion: """
-      Shatter runs on libtorch (PyTorch's C++ engine) through a thin C layer. Every random choice is
+      Shatter runs on libtorch (PyTorch's C++ engine) through a thin C layer. Every random choice is \
       driven by --seed, so the same seed and configuration reproduce the same numbers on the same machine.
       """,
     version: version,

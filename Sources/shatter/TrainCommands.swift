@@ -100,8 +100,8 @@ struct SFTCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sft", abstract: "Supervised fine-tuning: token cross-entropy on completions.",
     discussion: """
-      Data: JSONL with {"text"}, {"prompt","completion"} or {"messages":[{"role","content"}…]} per line.
-      The loss covers the completion (the last message for chat data) and its final EOS token, never the
+      Data: JSONL with {"text"}, {"prompt","completion"} or {"messages":[{"role","content"}…]} per line. \
+      The loss covers the completion (the last message for chat data) and its final EOS token, never the \
       prompt; the boundary comes from the data, not from chat-template markup.
       """)
 
