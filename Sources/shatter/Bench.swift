@@ -42,25 +42,33 @@ struct MLPBench: ParsableCommand {
     let opt = AdamW(params, learningRate: 1e-3, weightDecay: 0.01)
     let x = Tensor.randn([batch, inputs], generator: gen)
     let y = Tensor.randint(0, classes, [batch], generator: gen)
-    let tensors = params.map(\.tensor)
-    var loss = 0.0
-    func step() {
-      opt.zeroGrad()
-      let l = Tensor.crossEntropy(logits: model(x), targets: y)
-      l.backward()
-      clipGradNorm(tensors, maxNorm: 1)
-      opt.step()
-      loss = l.item()
+    let (seconds, loss) = timeTrainingSteps(opt, warmup: warmup, steps: steps) {
+      Tensor.crossEntropy(logits: model(x), targets: y)
     }
-    for _ in 0..<warmup { step() }
-    let start = DispatchTime.now().uptimeNanoseconds
-    for _ in 0..<steps { step() }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     printJSON([
       "impl": "shatter", "steps_per_second": Double(steps) / seconds, "ms_per_step": seconds * 1000 / Double(steps),
       "final_loss": loss, "threads": Torch.threads,
     ])
   }
+}
+
+/// Runs `warmup` untimed then `steps` timed optimizer steps (zero grad, loss, backward, clip 1.0, step)
+/// and returns the timed seconds and the last loss.
+func timeTrainingSteps(_ opt: Optimizer, warmup: Int, steps: Int, loss: () -> Tensor) -> (Double, Double) {
+  let tensors = opt.groups.flatMap { $0.parameters.map(\.tensor) }
+  var last = 0.0
+  func step() {
+    opt.zeroGrad()
+    let l = loss()
+    l.backward()
+    clipGradNorm(tensors, maxNorm: 1)
+    opt.step()
+    last = l.item()
+  }
+  for _ in 0..<warmup { step() }
+  let start = DispatchTime.now().uptimeNanoseconds
+  for _ in 0..<steps { step() }
+  return (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, last)
 }
 
 /// Peak resident memory of this process so far, in MiB.
@@ -103,23 +111,11 @@ struct TrainBench: ParsableCommand {
     let model = Checkpoint.makeModel(config, generator: gen)
     let params = model.trainableParameters()
     let opt = AdamW(ParameterGroup.decayMatricesOnly(params, weightDecay: 0.1), learningRate: 3e-4)
-    let tensors = params.map(\.tensor)
     let tokens = Tensor.randint(0, vocab, [batch, seq + 1], generator: gen)
     let input = tokens.narrow(dim: 1, start: 0, length: seq), target = tokens.narrow(dim: 1, start: 1, length: seq)
-    var loss = 0.0
-    func step() {
-      opt.zeroGrad()
-      let logits = model(input)
-      let l = Tensor.crossEntropy(logits: logits.reshaped([-1, vocab]), targets: target.reshaped([-1]))
-      l.backward()
-      clipGradNorm(tensors, maxNorm: 1)
-      opt.step()
-      loss = l.item()
+    let (seconds, loss) = timeTrainingSteps(opt, warmup: warmup, steps: steps) {
+      Tensor.crossEntropy(logits: model(input).reshaped([-1, vocab]), targets: target.reshaped([-1]))
     }
-    for _ in 0..<warmup { step() }
-    let start = DispatchTime.now().uptimeNanoseconds
-    for _ in 0..<steps { step() }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     printJSON(["impl": "shatter", "tokens_per_second": Double(batch * seq * steps) / seconds, "final_loss": loss,
                "peak_rss_mib": peakMemoryMiB(), "threads": Torch.threads, "parameters": model.parameterCount])
   }
