@@ -20,6 +20,7 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
   ],
   targets: [
     .target(
@@ -40,13 +41,16 @@ let package = Package(
     .target(name: "Alignment", dependencies: ["LM", "NN", "Torch"]),
     .executableTarget(
       name: "shatter",
-      dependencies: ["Torch", "NN", "LM", "Alignment", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: [
+        "Torch", "NN", "LM", "Alignment", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Yams", package: "Yams"),
+      ]
     ),
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),
     .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
-    .testTarget(name: "CLITests", dependencies: ["shatter"]),
+    .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),
   ],
   cxxLanguageStandard: .cxx17
 )

@@ -30,3 +30,17 @@ public struct SFTBatch {
     tokenCount = examples.reduce(0) { $0 + $1.tokens.count }
   }
 }
+
+/// SFT as a trainer method: examples weigh their target-token count, so accumulated micro-batches
+/// reproduce one large batch's token mean.
+public final class SFTMethod: TrainingMethod {
+  public let padId: Int
+  public init(padId: Int) { self.padId = padId }
+  public var name: String { "sft" }
+  public func weight(of example: SFTExample) -> Double { Double(example.targetCount) }
+  public func loss(_ batch: [SFTExample], model: any CausalLM, step: Int) -> MicroBatchLoss {
+    let b = SFTBatch(batch, padId: padId)
+    let loss = SFTLoss.loss(model.score(b.padded), labelMask: b.labelMask, normalizer: Double(Swift.max(1, b.targetCount)))
+    return MicroBatchLoss(loss: loss, tokens: b.tokenCount)
+  }
+}

@@ -29,7 +29,7 @@ public enum Checkpoint {
   }
 
   /// All tensors of a single-file or sharded checkpoint, each with the file it came from.
-  static func loadTensors(from directory: URL) throws -> [String: (tensor: Tensor, file: String)] {
+  public static func loadTensors(from directory: URL) throws -> [String: (tensor: Tensor, file: String)] {
     let fm = FileManager.default
     let single = directory.appendingPathComponent("model.safetensors")
     let index = directory.appendingPathComponent("model.safetensors.index.json")
@@ -57,7 +57,7 @@ public enum Checkpoint {
 
   /// Maps checkpoint keys onto the model's parameters (GPT-2 files saved without the `transformer.`
   /// prefix are accepted; attention-mask buffers and a tied head's copy are ignored) and copies them in.
-  static func assign(_ tensors: [String: (tensor: Tensor, file: String)], to model: any CausalLM, source: String) throws {
+  public static func assign(_ tensors: [String: (tensor: Tensor, file: String)], to model: any CausalLM, source: String) throws {
     var byKey = tensors
     if model.config.family == .gpt2 {
       for (k, v) in tensors where !k.hasPrefix("transformer.") && k != "lm_head.weight" {

@@ -21,6 +21,20 @@ struct Shatter: ParsableCommand {
   )
 }
 
+extension Shatter {
+  /// Expands `--config FILE` before parsing, so every command accepts a YAML file that flags override.
+  static func main() {
+    let args: [String]
+    do {
+      args = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))
+    } catch {
+      FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+      Foundation.exit(2)
+    }
+    main(args)
+  }
+}
+
 struct VersionCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "version", abstract: "Print Shatter's version, the libtorch version and its thread count.")

@@ -70,6 +70,13 @@ struct OptimizationOptions: ParsableArguments {
   @Option(help: "Decoupled weight decay on matrices (not on biases or norms).") var weightDecay = 0.0
   @Option(help: "Clip the global gradient norm to this (0: off).") var clip = 1.0
   @Option(help: "Seed for initialisation, data order and sampling.") var seed: UInt64 = 0
+  @Option(help: "Write a resumable checkpoint under --out every N steps (0: only the final model).")
+  var saveEvery = 0
+  @Option(help: "Evaluate on --eval-data every N steps (0: once at the end).") var evalEvery = 0
+  @Flag(help: "Continue from the latest checkpoint under --out: weights, optimizer, schedule, RNG and data position.")
+  var resume = false
+  @Option(help: "A YAML file of option values (e.g. `lr: 3e-4`); flags on the command line override it.")
+  var config: String?
 
   func validate() throws {
     guard batchSize > 0, gradAccum > 0, seqLen > 1, epochs > 0, lr > 0, warmup >= 0, clip >= 0 else {
@@ -92,6 +99,8 @@ struct OptimizationOptions: ParsableArguments {
     o.weightDecay = weightDecay
     o.clipNorm = clip > 0 ? clip : nil
     o.seed = seed
+    o.saveEvery = saveEvery
+    o.evalEvery = evalEvery
     return o
   }
 }
@@ -108,29 +117,62 @@ struct SFTCommand: ParsableCommand {
   @OptionGroup var source: ModelSourceOptions
   @OptionGroup var optimization: OptimizationOptions
   @Option(help: "Training data (JSONL).") var data: String
-  @Option(help: "Write the fine-tuned checkpoint (Hugging Face layout) here.") var out: String
+  @Option(help: "Held-out data (JSONL, same format) for eval/loss.") var evalData: String?
+  @Option(help: "Write the fine-tuned checkpoint (Hugging Face layout), metrics.jsonl and checkpoints here.")
+  var out: String
   @Flag(help: "Print one JSON summary object and nothing else on stdout (progress goes to stderr).") var json = false
 
   func run() throws {
     let (model, tokenizer, tokDir) = try source.load(seed: optimization.seed)
     let template = (tokenizer as? BPETokenizer)?.chatTemplate ?? ChatTemplate.plain
     let seqLen = Swift.min(optimization.seqLen, model.config.maxPositions)
-    let examples = try SFTData.load(URL(fileURLWithPath: data), tokenizer: tokenizer, template: template, maxLength: seqLen)
-    let options = optimization.trainerOptions(examples: examples.count)
-    let progress = ProgressLine(total: options.steps)
-    progress.note("sft: \(examples.count) examples, \(model.parameterCount) parameters, \(options.steps) steps")
-    let trainer = SFTTrainer(model: model, examples: examples, padId: tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0,
-                             options: options)
-    let summary = try trainer.train { progress.update($0) }
-    progress.finish()
-    try Checkpoint.save(model, to: URL(fileURLWithPath: out), companionsFrom: tokDir)
-    if json {
-      printJSON(["method": "sft", "steps": summary.steps, "final_loss": summary.finalLoss,
-                 "loss_history": summary.lossHistory, "tokens_per_second": summary.tokensPerSecond])
-    } else {
-      print(String(format: "sft: %d steps, final loss %.4f, %.0f tokens/s; saved %@", summary.steps, summary.finalLoss,
-                   summary.tokensPerSecond, out))
+    let load = { (path: String) in
+      try SFTData.load(URL(fileURLWithPath: path), tokenizer: tokenizer, template: template, maxLength: seqLen)
     }
+    let examples = try load(data)
+    let evalExamples = try evalData.map(load) ?? []
+    let options = optimization.trainerOptions(examples: examples.count)
+    let method = SFTMethod(padId: tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0)
+    let summary = try runTraining(model: model, method: method, examples: examples, evalExamples: evalExamples,
+                                  options: options, out: out, resume: optimization.resume, companions: tokDir)
+    report(summary, method: "sft", out: out, json: json)
+  }
+}
+
+/// Runs a method with the shared trainer: progress on stderr, checkpoints and metrics.jsonl under `out`,
+/// `--resume` from the latest checkpoint there, and the final model saved in Hugging Face layout.
+func runTraining<M: TrainingMethod>(model: any CausalLM, method: M, examples: [M.Example], evalExamples: [M.Example],
+                                    options: TrainerOptions, out: String, resume: Bool, companions: URL?) throws
+  -> TrainingSummary
+{
+  let outURL = URL(fileURLWithPath: out)
+  try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+  let trainer = Trainer(model: model, method: method, examples: examples, evalExamples: evalExamples, options: options,
+                        outputDirectory: outURL)
+  let progress = ProgressLine(total: options.steps)
+  if resume {
+    if let step = try trainer.resume(from: outURL) {
+      progress.note("\(method.name): resuming from step \(step) of \(options.steps)")
+    } else {
+      progress.note("\(method.name): no checkpoint under \(out) to resume from; starting at step 0")
+    }
+  }
+  progress.note("\(method.name): \(examples.count) examples, \(model.parameterCount) parameters, \(options.steps) steps")
+  let summary = try trainer.train { progress.update($0) }
+  progress.finish()
+  try Checkpoint.save(model, to: outURL, companionsFrom: companions)
+  return summary
+}
+
+/// The one summary object (`--json`) or line a training command prints.
+func report(_ summary: TrainingSummary, method: String, out: String, json: Bool) {
+  if json {
+    printJSON(["method": method, "steps": summary.steps, "final_loss": summary.finalLoss,
+               "loss_history": summary.lossHistory, "tokens_per_second": summary.tokensPerSecond,
+               "metrics": summary.metrics.filter { $0.value.isFinite }])
+  } else {
+    print(String(format: "%@: %d steps, final loss %.4f, %.0f tokens/s; saved %@", method, summary.steps,
+                 summary.finalLoss, summary.tokensPerSecond, out))
   }
 }
 

@@ -96,7 +96,7 @@ func jsonl(_ lines: [String]) throws -> URL {
     o.learningRate = 1e-2
     o.schedule = .constant
     o.seed = 5
-    return (try SFTTrainer(model: model, examples: examples, padId: 0, options: o).train(), model)
+    return (try Trainer(model: model, method: SFTMethod(padId: 0), examples: examples, options: o).train(), model)
   }
   let (long, _) = try run(batch: 8, accumulation: 1, steps: 30)
   #expect(long.lossHistory.last! < long.lossHistory.first! * 0.5)

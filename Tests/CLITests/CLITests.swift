@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Torch
 
 /// Runs the built `shatter` binary (it sits beside the test bundle) and captures its output.
 struct Run {
@@ -114,4 +115,69 @@ func temporary(_ name: String) -> URL {
   r = try shatter(["generate", "--model", sftFixture, "--prompt", long, "--max-new-tokens", "4"])
   #expect(r.status != 0 && r.stderr.contains("more than the model's context of 32"), "\(r.stderr)")
   for run in [r] { #expect(run.stderr.split(separator: "\n").count <= 2) }
+}
+
+/// Starts `shatter` and returns the running process (output discarded).
+func launch(_ args: [String]) throws -> Process {
+  let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("shatter")
+  let p = Process()
+  p.executableURL = FileManager.default.isExecutableFile(atPath: exe.path) ? exe : repoRoot.appendingPathComponent(".build/debug/shatter")
+  p.arguments = args
+  p.standardOutput = FileHandle.nullDevice
+  p.standardError = FileHandle.nullDevice
+  try p.run()
+  return p
+}
+
+@Test func killedAndResumedRunEndsWithTheSameWeightsAsAnUninterruptedOne() throws {
+  let data = temporary("data.jsonl"), straight = temporary("straight"), killed = temporary("killed")
+  defer { for u in [data, straight, killed] { try? FileManager.default.removeItem(at: u) } }
+  try Data((1...40).map { #"{"prompt": "\#($0)+1=", "completion": "\#($0 + 1)"}"# }.joined(separator: "\n").utf8).write(to: data)
+  let common = ["train", "sft", "--init", "gpt2", "--layers", "1", "--d-model", "32", "--heads", "2", "--max-positions", "16",
+                "--data", data.path, "--steps", "300", "--batch-size", "4", "--lr", "1e-3", "--warmup", "10", "--seed", "3"]
+
+  let a = try shatter(common + ["--out", straight.path, "--json"])
+  #expect(a.status == 0, "\(a.stderr)")
+
+  // Kill (SIGKILL) once a mid-run checkpoint exists, then resume to the end.
+  let p = try launch(common + ["--out", killed.path, "--save-every", "25"])
+  let deadline = Date().addingTimeInterval(120)
+  func completedCheckpoints() -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: killed.path)) ?? []).filter { $0.hasPrefix("checkpoint-") }
+  }
+  while completedCheckpoints().count < 2 && p.isRunning && Date() < deadline { usleep(5_000) }
+  #expect(p.isRunning, "the run finished before it could be killed; make it longer")
+  kill(p.processIdentifier, SIGKILL)
+  p.waitUntilExit()
+  #expect(p.terminationReason == .uncaughtSignal)
+  for name in completedCheckpoints() {
+    for file in ["model.safetensors", "optimizer.safetensors", "trainer_state.json", "rng.safetensors", "config.json"] {
+      #expect(FileManager.default.fileExists(atPath: killed.appendingPathComponent("\(name)/\(file)").path), "\(name) lacks \(file)")
+    }
+  }
+  let b = try shatter(common + ["--out", killed.path, "--save-every", "25", "--resume", "--json"])
+  #expect(b.status == 0, "\(b.stderr)")
+  #expect(b.stderr.contains("resuming from step"))
+
+  let wa = try Safetensors.load(straight.appendingPathComponent("model.safetensors"))
+  let wb = try Safetensors.load(killed.appendingPathComponent("model.safetensors"))
+  #expect(wa.keys.sorted() == wb.keys.sorted())
+  for (k, t) in wa { #expect(t.bytes() == wb[k]?.bytes(), "\(k) differs after resume") }
+  // The metrics log reads as one run: one line per step, in order.
+  let steps = try String(contentsOf: killed.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    .split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+    .compactMap { $0["step"] as? Int }
+  #expect(steps == Array(1...300))
+}
+
+@Test func configFileValuesAreOverriddenByFlags() throws {
+  let data = temporary("data.jsonl"), out = temporary("out"), cfg = temporary("run.yaml")
+  defer { for u in [data, out, cfg] { try? FileManager.default.removeItem(at: u) } }
+  try Data(#"{"text": "hello world"}"#.utf8).write(to: data)
+  try Data("init: llama\nlayers: 1\nd_model: 16\nheads: 2\nsteps: 7\nbatch-size: 2\njson: true\n".utf8).write(to: cfg)
+  let r = try shatter(["train", "sft", "--config", cfg.path, "--steps", "3", "--data", data.path, "--out", out.path])
+  #expect(r.status == 0, "\(r.stderr)")
+  #expect((r.json["loss_history"] as? [Double])?.count == 3)
+  let bad = try shatter(["train", "sft", "--config", "/nonexistent.yaml"])
+  #expect(bad.status != 0 && bad.stderr.contains("/nonexistent.yaml"))
 }
