@@ -31,6 +31,9 @@ public struct JSONLFile {
     records = out
   }
 
+  /// JSON `true`/`false` (Foundation hands them over as NSNumber, and on Linux `1 is Bool` holds).
+  public static func isBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
+
   public func string(_ key: String, in obj: [String: Any], line: Int) throws -> String {
     guard let v = obj[key] else { throw DataError("\(path):\(line): missing key '\(key)'") }
     guard let s = v as? String else { throw DataError("\(path):\(line): key '\(key)' should be a string") }
@@ -114,5 +117,104 @@ public enum SFTData {
       throw DataError("\(file.path):\(line): the last message should be a non-empty assistant reply (the completion)")
     }
     return messages
+  }
+}
+
+/// A prompt with two completions, the first preferred (`{"prompt","chosen","rejected"}`).
+public struct PairExample: Sendable {
+  public var chosen: SFTExample
+  public var rejected: SFTExample
+}
+
+/// A prompt with K candidate completions and the index a person picked (`{"prompt","candidates","choice"}`).
+public struct ChoiceExample: Sendable {
+  public var candidates: [SFTExample]
+  public var choice: Int
+}
+
+/// A prompt to sample responses for (PPO).
+public struct PromptExample: Sendable {
+  public var tokens: [Int]
+}
+
+public enum PreferenceData {
+  /// The completion `text` after `prompt` as a training sequence: completion tokens and the final EOS
+  /// are targets; the prompt is context. Sequences longer than `maxLength` keep their first tokens.
+  static func sequence(prompt: [Int], completion: String, tokenizer: any TextTokenizer, maxLength: Int,
+                       file: JSONLFile, line: Int, key: String) throws -> SFTExample {
+    var c = tokenizer.encode(completion, addSpecialTokens: false)
+    if let eos = tokenizer.eosTokenId, c.last != eos { c.append(eos) }
+    let tokens = Array((prompt + c).prefix(maxLength))
+    let targets = Array(([Bool](repeating: false, count: prompt.count) + [Bool](repeating: true, count: c.count)).prefix(maxLength))
+    let e = SFTExample(tokens: tokens, targets: targets)
+    if e.targetCount == 0 {
+      throw DataError("\(file.path):\(line): no tokens of '\(key)' fit in the sequence length \(maxLength) "
+        + "(the prompt has \(prompt.count) tokens)")
+    }
+    return e
+  }
+
+  static func completion(_ key: String, in obj: [String: Any], file: JSONLFile, line: Int) throws -> String {
+    let s = try file.string(key, in: obj, line: line)
+    if s.isEmpty { throw DataError("\(file.path):\(line): empty '\(key)'") }
+    return s
+  }
+
+  /// `{"prompt","chosen","rejected"}` lines.
+  public static func loadPairs(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [PairExample] {
+    let file = try JSONLFile(url: url)
+    return try file.records.map { line, obj in
+      let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
+      func seq(_ key: String) throws -> SFTExample {
+        try sequence(prompt: prompt, completion: try completion(key, in: obj, file: file, line: line), tokenizer: tokenizer,
+                     maxLength: maxLength, file: file, line: line, key: key)
+      }
+      return PairExample(chosen: try seq("chosen"), rejected: try seq("rejected"))
+    }
+  }
+
+  /// `{"prompt","candidates":[…],"choice":i}` lines; `{"prompt","chosen","rejected"}` lines are read as
+  /// K = 2 choices of the first candidate.
+  public static func loadChoices(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [ChoiceExample] {
+    let file = try JSONLFile(url: url)
+    return try file.records.map { line, obj in
+      let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
+      func seq(_ text: String, _ key: String) throws -> SFTExample {
+        try sequence(prompt: prompt, completion: text, tokenizer: tokenizer, maxLength: maxLength, file: file, line: line,
+                     key: key)
+      }
+      if obj["candidates"] == nil, obj["chosen"] != nil {
+        return ChoiceExample(candidates: [try seq(try completion("chosen", in: obj, file: file, line: line), "chosen"),
+                                          try seq(try completion("rejected", in: obj, file: file, line: line), "rejected")],
+                             choice: 0)
+      }
+      guard let raw = obj["candidates"] else { throw DataError("\(file.path):\(line): missing key 'candidates'") }
+      guard let texts = raw as? [String], texts.count >= 2 else {
+        throw DataError("\(file.path):\(line): 'candidates' should be a list of at least two strings")
+      }
+      if let i = texts.firstIndex(of: "") { throw DataError("\(file.path):\(line): candidates[\(i)] is empty") }
+      guard let choiceValue = obj["choice"] else { throw DataError("\(file.path):\(line): missing key 'choice'") }
+      guard let n = choiceValue as? NSNumber, !JSONLFile.isBoolean(n), n.doubleValue == n.doubleValue.rounded() else {
+        throw DataError("\(file.path):\(line): 'choice' should be an integer index")
+      }
+      let choice = n.intValue
+      guard (0..<texts.count).contains(choice) else {
+        throw DataError("\(file.path):\(line): choice \(choice) is out of range for \(texts.count) candidates")
+      }
+      return ChoiceExample(candidates: try texts.enumerated().map { try seq($1, "candidates[\($0)]") }, choice: choice)
+    }
+  }
+
+  /// `{"prompt"}` lines (other keys are ignored).
+  public static func loadPrompts(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [PromptExample] {
+    let file = try JSONLFile(url: url)
+    return try file.records.map { line, obj in
+      let p = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
+      if p.isEmpty { throw DataError("\(file.path):\(line): empty prompt") }
+      if p.count >= maxLength {
+        throw DataError("\(file.path):\(line): the prompt has \(p.count) tokens, leaving no room to respond within \(maxLength)")
+      }
+      return PromptExample(tokens: p)
+    }
   }
 }

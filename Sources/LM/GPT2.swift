@@ -106,10 +106,12 @@ public final class GPT2LM: CausalLM {
                                                   generator: generator)
   }
 
-  public func forward(_ tokens: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
+  public var embeddingWeight: Tensor { transformer.wte.weight }
+
+  public func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
     -> (logits: Tensor, hidden: Tensor)
   {
-    var x = transformer.wte(tokens) + transformer.wpe(positions)
+    var x = embeddings + transformer.wpe(positions)
     for (i, block) in transformer.h.enumerated() { x = block(x, layer: i, bias: attentionBias, cache: cache) }
     let hidden = transformer.ln_f(x)
     let head = lm_head?.weight ?? transformer.wte.weight

@@ -90,10 +90,12 @@ public final class LlamaLM: CausalLM {
     return l
   }
 
-  public func forward(_ tokens: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
+  public var embeddingWeight: Tensor { model.embed_tokens.weight }
+
+  public func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
     -> (logits: Tensor, hidden: Tensor)
   {
-    var x = model.embed_tokens(tokens)
+    var x = embeddings
     let (cos, sin) = rotary.cosSin(positions: positions, dtype: x.dtype)
     for (i, layer) in model.layers.enumerated() {
       x = x + layer.self_attn(layer.input_layernorm(x), layer: i, cos: cos, sin: sin, bias: attentionBias, cache: cache)

@@ -49,11 +49,15 @@ public struct Scored {
 
 extension CausalLM {
   /// One teacher-forced pass over a (possibly padded) batch. Reductions are done in float32.
-  public func score(_ batch: PaddedBatch) -> Scored {
+  /// `inputEmbeddings` [B, T, D] replaces the embedding lookup of the batch's tokens (IFT); the tokens
+  /// still define the targets.
+  public func score(_ batch: PaddedBatch, inputEmbeddings: Tensor? = nil) -> Scored {
     let t = batch.tokens.size(1)
     let bias = batch.hasPadding
       ? Attention.bias(keyMask: batch.mask, queries: t, past: 0, dtype: dtype) : nil
-    let (logits, hidden) = forward(batch.tokens, positions: batch.positions, attentionBias: bias, cache: nil)
+    let (logits, hidden) = forward(
+      embeddings: inputEmbeddings ?? Tensor.embedding(batch.tokens, weight: embeddingWeight), positions: batch.positions,
+      attentionBias: bias, cache: nil)
     let wide = logits.to(.float32)
     let lse = wide.logSumExp(dim: -1)
     let targets = batch.tokens.narrow(dim: 1, start: 1, length: t - 1)

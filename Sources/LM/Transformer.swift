@@ -13,9 +13,22 @@ public protocol CausalLM: Module {
   /// - cache: keys/values of earlier positions; extended in place with this call's.
   /// Returns logits [B, T, V] and the final (normalised) hidden states [B, T, D].
   func forward(_ tokens: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?) -> (logits: Tensor, hidden: Tensor)
+
+  /// The same pass from input embeddings [B, T, D] instead of token ids (IFT mixes embeddings).
+  func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?) -> (logits: Tensor, hidden: Tensor)
+
+  /// The token-embedding table [V, D] (tied to the output head when `tieEmbeddings`).
+  var embeddingWeight: Tensor { get }
 }
 
 extension CausalLM {
+  public func forward(_ tokens: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
+    -> (logits: Tensor, hidden: Tensor)
+  {
+    forward(embeddings: Tensor.embedding(tokens, weight: embeddingWeight), positions: positions,
+            attentionBias: attentionBias, cache: cache)
+  }
+
   /// Logits for unpadded sequences without a cache.
   public func callAsFunction(_ tokens: Tensor) -> Tensor {
     let (b, t) = (tokens.size(0), tokens.size(1))
