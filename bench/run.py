@@ -5,6 +5,7 @@ import json, os, statistics, subprocess, sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHATTER = os.path.join(ROOT, ".build/release/shatter")
 PYTHON = "/usr/bin/python3"  # Debian's, where python3-torch lives
+HF_PYTHON = os.path.join(ROOT, ".venv-bench/bin/python")  # the same torch plus transformers (scripts/bootstrap --bench)
 REPEATS = int(os.environ.get("REPEATS", "3"))
 THREADS = os.environ.get("THREADS", "0")  # 0: libtorch's default in both
 
@@ -14,11 +15,11 @@ def run(cmd):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def pair(shatter_args, peer_script, peer_args, metric):
+def pair(shatter_args, peer_script, peer_args, metric, python=PYTHON):
     s_runs, p_runs, ratios = [], [], []
     for _ in range(REPEATS):
         s = run([SHATTER, "bench", *shatter_args, "--threads", THREADS])
-        p = run([PYTHON, os.path.join("bench", peer_script), *peer_args, "--threads", THREADS])
+        p = run([python, os.path.join("bench", peer_script), *peer_args, "--threads", THREADS])
         s_runs.append(s)
         p_runs.append(p)
         ratios.append(s[metric] / p[metric])
@@ -44,7 +45,9 @@ def main():
         s, p, r, _, _ = pair(["mlp", *args], "mlp_step.py", args, "steps_per_second")
         print(f"{label:46} {s:9.1f} {p:9.1f} {r:6.2f}x")
 
-    print(f"\n{'GPT-2 training step (tokens/s)':46} {'shatter':>9} {'pytorch':>9} {'ratio':>7} {'peak RSS MiB s/p':>18}")
+    has_hf = os.path.exists(HF_PYTHON)
+    print(f"\n{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'pytorch':>9} {'ratio':>7} "
+          f"{'HF gpt2':>9} {'ratio':>7} {'peak RSS MiB s/p/hf':>21}")
     gpts = [
         ("L=4 D=256 H=4 V=2048 T=128 B=8",
          ["--layers", "4", "--d-model", "256", "--heads", "4", "--vocab", "2048", "--seq", "128", "--batch", "8", "--steps", "10"]),
@@ -55,7 +58,12 @@ def main():
         s, p, r, sr, pr = pair(["train", "--arch", "gpt2", *args], "gpt2_step.py", args, "tokens_per_second")
         sm = max(x["peak_rss_mib"] for x in sr)
         pm = max(x["peak_rss_mib"] for x in pr)
-        print(f"{label:46} {s:9.0f} {p:9.0f} {r:6.2f}x {sm:8.0f} / {pm:<8.0f}")
+        hf, hr, hm = float("nan"), float("nan"), float("nan")
+        if has_hf:
+            _, hf, hr, _, hrs = pair(["train", "--arch", "gpt2", *args], "gpt2_hf_step.py", args, "tokens_per_second",
+                                     python=HF_PYTHON)
+            hm = max(x["peak_rss_mib"] for x in hrs)
+        print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {hf:9.0f} {hr:6.2f}x {sm:6.0f} / {pm:.0f} / {hm:.0f}")
 
     g = run([SHATTER, "bench", "generate", "--threads", THREADS])
     print("\nGreedy generation, GPT-2 L=4 D=256, batch 4, 32-token prompts, 96 new tokens:")

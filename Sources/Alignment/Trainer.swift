@@ -52,6 +52,13 @@ public protocol TrainingMethod: AnyObject {
   var name: String { get }
   func weight(of example: Example) -> Double
   func loss(_ batch: [Example], model: any CausalLM, step: Int) -> MicroBatchLoss
+  /// Parameters the method owns beside the model (a reward or value head), trained and checkpointed
+  /// with it.
+  var extraParameters: [(name: String, tensor: Tensor)] { get }
+}
+
+extension TrainingMethod {
+  public var extraParameters: [(name: String, tensor: Tensor)] { [] }
 }
 
 /// What the trainer reports after each optimizer step.
@@ -115,7 +122,8 @@ public final class Trainer<Method: TrainingMethod> {
     self.options = options
     self.outputDirectory = outputDirectory
     generator = Generator(seed: options.seed)
-    optimizer = AdamW(ParameterGroup.decayMatricesOnly(model.trainableParameters(), weightDecay: options.weightDecay),
+    optimizer = AdamW(ParameterGroup.decayMatricesOnly(model.trainableParameters() + method.extraParameters,
+                                                       weightDecay: options.weightDecay),
                       learningRate: options.learningRate, betas: (0.9, 0.95))
   }
 
@@ -154,7 +162,7 @@ public final class Trainer<Method: TrainingMethod> {
 
   public func train(progress: (StepLog) -> Void = { _ in }) throws -> TrainingSummary {
     let schedule = options.schedule.schedule(warmup: options.warmup, total: options.steps)
-    let params = model.trainableParameters().map(\.tensor)
+    let params = (model.trainableParameters() + method.extraParameters).map(\.tensor)
     let metricsLog = try outputDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncateAfter: step) }
     var tokens = 0
     var lastMetrics: [String: Double] = [:]
@@ -240,6 +248,11 @@ public final class Trainer<Method: TrainingMethod> {
     try Checkpoint.save(model, to: partial)
     try optimizer.save(to: partial.appendingPathComponent("optimizer.safetensors"))
     try Safetensors.save(["generator": generator.state], to: partial.appendingPathComponent("rng.safetensors"))
+    let extras = method.extraParameters
+    if !extras.isEmpty {
+      try Safetensors.save(Dictionary(uniqueKeysWithValues: extras.map { ($0.name, $0.tensor) }),
+                           to: partial.appendingPathComponent("extras.safetensors"))
+    }
     let state = State(method: method.name, step: step, cursor: cursor, order: order, lossHistory: history, seed: options.seed)
     try JSONEncoder().encode(state).write(to: partial.appendingPathComponent("trainer_state.json"))
     try? fm.removeItem(at: final)
@@ -277,6 +290,16 @@ public final class Trainer<Method: TrainingMethod> {
       throw CheckpointError("\(url.path)/rng.safetensors: no 'generator' tensor")
     }
     try generator.setState(rng)
+    let extras = method.extraParameters
+    if !extras.isEmpty {
+      let saved = try Safetensors.load(url.appendingPathComponent("extras.safetensors"))
+      for (name, t) in extras {
+        guard let v = saved[name], v.shape == t.shape else {
+          throw CheckpointError("\(url.path)/extras.safetensors: missing or misshapen '\(name)'")
+        }
+        withoutGradients { t.copy_(v) }
+      }
+    }
     step = state.step
     cursor = state.cursor
     order = state.order
@@ -287,9 +310,9 @@ public final class Trainer<Method: TrainingMethod> {
 
 /// Appends one `{"step": N, "data": {…}}` object per line; on resume, lines past the resumed step are
 /// dropped so the file reads as one uninterrupted run.
-final class MetricsLog {
+public final class MetricsLog {
   let url: URL
-  init(url: URL, truncateAfter step: Int) throws {
+  public init(url: URL, truncateAfter step: Int) throws {
     self.url = url
     let fm = FileManager.default
     if step == 0 || !fm.fileExists(atPath: url.path) {
@@ -306,7 +329,7 @@ final class MetricsLog {
     try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: url)
   }
 
-  func append(step: Int, _ metrics: [String: Double]) throws {
+  public func append(step: Int, _ metrics: [String: Double]) throws {
     let clean = metrics.mapValues { $0.isFinite ? $0 as Any : NSNull() }
     let line = try JSONSerialization.data(withJSONObject: ["step": step, "data": clean], options: [.sortedKeys])
     let handle = try FileHandle(forWritingTo: url)

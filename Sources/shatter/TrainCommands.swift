@@ -8,7 +8,10 @@ import Torch
 struct TrainCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "train", abstract: "Fine-tune a model with one of Shatter's objectives.",
-    subcommands: [SFTCommand.self])
+    subcommands: [
+      SFTCommand.self, IFTCommand.self, IQLearnCommand.self, ChoiceCommand.self, RewardModelCommand.self, DPOCommand.self,
+      ORPOCommand.self, PPOCommand.self,
+    ])
 }
 
 /// Where the model comes from: a checkpoint directory, or a fresh one of a family and size.
@@ -116,26 +119,13 @@ struct SFTCommand: ParsableCommand {
 
   @OptionGroup var source: ModelSourceOptions
   @OptionGroup var optimization: OptimizationOptions
-  @Option(help: "Training data (JSONL).") var data: String
-  @Option(help: "Held-out data (JSONL, same format) for eval/loss.") var evalData: String?
-  @Option(help: "Write the fine-tuned checkpoint (Hugging Face layout), metrics.jsonl and checkpoints here.")
-  var out: String
-  @Flag(help: "Print one JSON summary object and nothing else on stdout (progress goes to stderr).") var json = false
+  @OptionGroup var data: DataOptions
 
   func run() throws {
-    let (model, tokenizer, tokDir) = try source.load(seed: optimization.seed)
-    let template = (tokenizer as? BPETokenizer)?.chatTemplate ?? ChatTemplate.plain
-    let seqLen = Swift.min(optimization.seqLen, model.config.maxPositions)
-    let load = { (path: String) in
-      try SFTData.load(URL(fileURLWithPath: path), tokenizer: tokenizer, template: template, maxLength: seqLen)
-    }
-    let examples = try load(data)
-    let evalExamples = try evalData.map(load) ?? []
-    let options = optimization.trainerOptions(examples: examples.count)
-    let method = SFTMethod(padId: tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0)
-    let summary = try runTraining(model: model, method: method, examples: examples, evalExamples: evalExamples,
-                                  options: options, out: out, resume: optimization.resume, companions: tokDir)
-    report(summary, method: "sft", out: out, json: json)
+    let r = try MethodRun(source, optimization)
+    let s = try r.run(SFTMethod(padId: r.padId), try r.demonstrations(data.data), try data.evalData.map(r.demonstrations) ?? [],
+                      optimization, data)
+    report(s, method: "sft", out: data.out, json: data.json)
   }
 }
 
