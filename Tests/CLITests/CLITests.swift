@@ -181,3 +181,51 @@ func launch(_ args: [String]) throws -> Process {
   let bad = try shatter(["train", "sft", "--config", "/nonexistent.yaml"])
   #expect(bad.status != 0 && bad.stderr.contains("/nonexistent.yaml"))
 }
+
+@Test func everyMethodTrainsFromTheCommandLineAndLowersItsLoss() throws {
+  let demos = temporary("demos.jsonl"), pairs = temporary("pairs.jsonl"), choices = temporary("choices.jsonl")
+  var outs: [URL] = []
+  defer { for u in [demos, pairs, choices] + outs { try? FileManager.default.removeItem(at: u) } }
+  try Data((0..<40).map { #"{"prompt": "q\#($0)?", "completion": "yes"}"# }.joined(separator: "\n").utf8).write(to: demos)
+  try Data((0..<40).map { #"{"prompt": "q\#($0)?", "chosen": "yes", "rejected": "no"}"# }.joined(separator: "\n").utf8)
+    .write(to: pairs)
+  try Data((0..<40).map { #"{"prompt": "q\#($0)?", "candidates": ["no", "yes", "maybe"], "choice": 1}"# }
+    .joined(separator: "\n").utf8).write(to: choices)
+  let model = ["--init", "gpt2", "--layers", "1", "--d-model", "32", "--heads", "2", "--max-positions", "32"]
+  let runs: [(String, URL, [String])] = [
+    ("sft", demos, []), ("ift", demos, ["--lambda", "0.2", "--gamma", "0.95"]), ("iqlearn", demos, ["--lambda", "0.1"]),
+    ("iqlearn", demos, ["--lambda", "0.1", "--alpha", "0.25"]), ("choice", choices, ["--mu", "0.1"]), ("rm", pairs, []),
+    ("dpo", pairs, ["--beta", "0.1"]), ("orpo", pairs, ["--lambda", "0.1"]),
+  ]
+  for (method, data, flags) in runs {
+    let out = temporary(method)
+    outs.append(out)
+    let r = try shatter(["train", method] + model + flags + ["--data", data.path, "--out", out.path, "--steps", "30",
+                                                            "--batch-size", "8", "--lr", "5e-3", "--schedule", "constant", "--json"])
+    #expect(r.status == 0, "\(method): \(r.stderr)")
+    let h = r.json["loss_history"] as? [Double] ?? []
+    #expect(h.count == 30, "\(method)")
+    let first = h.prefix(3).reduce(0, +) / 3, last = h.suffix(3).reduce(0, +) / 3
+    #expect(last < first * 0.7, "\(method) \(flags): loss \(first) → \(last)")
+    #expect(r.json["method"] as? String == method)
+    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("metrics.jsonl").path))
+  }
+  #expect(FileManager.default.fileExists(atPath: outs[5].appendingPathComponent("reward_head.safetensors").path))
+}
+
+@Test func ppoRaisesAProgrammaticRewardAndReportsKL() throws {
+  let prompts = temporary("prompts.jsonl"), out = temporary("ppo")
+  defer { for u in [prompts, out] { try? FileManager.default.removeItem(at: u) } }
+  try Data((0..<32).map { #"{"prompt": "\#($0)+\#($0)="}"# }.joined(separator: "\n").utf8).write(to: prompts)
+  let r = try shatter(["train", "ppo", "--init", "gpt2", "--layers", "1", "--d-model", "32", "--heads", "2",
+                       "--max-positions", "32", "--data", prompts.path, "--out", out.path, "--reward-token-fraction", "7",
+                       "--iterations", "30", "--prompts-per-rollout", "16", "--response-length", "8", "--lr", "3e-3", "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  let rewards = r.json["reward_history"] as? [Double] ?? []
+  #expect(rewards.count == 30)
+  let before = rewards.prefix(5).reduce(0, +) / 5, after = rewards.suffix(5).reduce(0, +) / 5
+  #expect(after > before + 0.1, "reward \(before) → \(after)")
+  let metrics = r.json["metrics"] as? [String: Double] ?? [:]
+  for key in ["kl", "clip_ratio", "entropy", "reward/mean", "reward/std", "grad_norm"] { #expect(metrics[key] != nil, "\(key)") }
+  #expect(r.stderr.contains("kl"))
+}
