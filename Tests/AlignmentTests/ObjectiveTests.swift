@@ -248,3 +248,61 @@ func logSoftmaxRow(_ row: [Double]) -> [Double] {
   try Data(#"{"prompt": "a", "candidates": ["x", "y", "z"], "choice": 1}"#.utf8).write(to: url)
   #expect(try PreferenceData.loadChoices(url, tokenizer: tok, maxLength: 64)[0].choice == 1)
 }
+
+// MARK: - trainer safety and reward-model persistence
+
+/// A method whose loss turns NaN at a given step.
+final class PoisonedSFT: TrainingMethod {
+  let inner = SFTMethod(padId: 0)
+  let badStep: Int
+  init(badStep: Int) { self.badStep = badStep }
+  var name: String { "sft" }
+  func weight(of example: SFTExample) -> Double { inner.weight(of: example) }
+  func loss(_ batch: [SFTExample], model: any CausalLM, step: Int) -> MicroBatchLoss {
+    let r = inner.loss(batch, model: model, step: step)
+    return step == badStep ? MicroBatchLoss(loss: r.loss * Double.nan, tokens: r.tokens) : r
+  }
+}
+
+@Test func aNaNLossStopsTrainingNamingTheStepAndKeepsTheLastGoodWeights() throws {
+  let config = ModelConfig(family: .gpt2, vocabSize: 12, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)
+  let examples = (0..<4).map { i in SFTExample(tokens: [1, 2 + i, 3, 4], targets: [false, true, true, true]) }
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-nan-\(UUID())")
+  try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+  defer { try? FileManager.default.removeItem(at: dir) }
+  var o = TrainerOptions()
+  o.batchSize = 2
+  o.steps = 6
+  o.saveEvery = 2
+  let model = Checkpoint.makeModel(config, generator: Generator(seed: 1))
+  let trainer = Trainer(model: model, method: PoisonedSFT(badStep: 4), examples: examples, options: o, outputDirectory: dir)
+  var snapshot: [String: [UInt8]] = [:]
+  do {
+    _ = try trainer.train { log in
+      if log.step == 3 { snapshot = model.stateDict().mapValues { $0.bytes() } }
+    }
+    Issue.record("training went on through a NaN loss")
+  } catch let e as NonFiniteError {
+    #expect(e.step == 4 && e.metric == "loss")
+    #expect(String(describing: e).contains("step 4: loss is nan"))
+  }
+  // The bad update was never applied, and the step-2 checkpoint is intact.
+  for (k, v) in model.stateDict() { #expect(v.bytes() == snapshot[k], "\(k) changed by the NaN step") }
+  #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("checkpoint-000002/model.safetensors").path))
+}
+
+@Test func rewardModelHeadSurvivesSaveAndReload() throws {
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-rm-\(UUID())")
+  defer { try? FileManager.default.removeItem(at: dir) }
+  let config = ModelConfig(family: .qwen2, vocabSize: 12, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)
+  let rm = RewardModel(lm: Checkpoint.makeModel(config, generator: Generator(seed: 2)), generator: Generator(seed: 3))
+  withoutGradients { rm.score.weight.mul_(7) }
+  let seqs = [SFTExample(tokens: [1, 2, 3], targets: [false, true, true]), SFTExample(tokens: [4, 5], targets: [false, true])]
+  let before = withoutGradients { rm.rewards(seqs, padId: 0) }
+  try rm.save(to: dir)
+  let again = try RewardModel.load(from: dir)
+  #expect(again.score.weight.allClose(rm.score.weight, rtol: 0, atol: 0))
+  #expect(withoutGradients { again.rewards(seqs, padId: 0) }.allClose(before, rtol: 0, atol: 1e-6))
+  try FileManager.default.removeItem(at: dir.appendingPathComponent(RewardModel.headFile))
+  #expect(throws: CheckpointError.self) { _ = try RewardModel.load(from: dir) }
+}

@@ -229,3 +229,19 @@ func launch(_ args: [String]) throws -> Process {
   for key in ["kl", "clip_ratio", "entropy", "reward/mean", "reward/std", "grad_norm"] { #expect(metrics[key] != nil, "\(key)") }
   #expect(r.stderr.contains("kl"))
 }
+
+@Test func ppoTakesItsRewardFromARewardModelTrainedByTheCLI() throws {
+  let pairs = temporary("pairs.jsonl"), prompts = temporary("prompts.jsonl"), rm = temporary("rm"), out = temporary("ppo-rm")
+  defer { for u in [pairs, prompts, rm, out] { try? FileManager.default.removeItem(at: u) } }
+  try Data((0..<24).map { #"{"prompt": "q\#($0)?", "chosen": "yes", "rejected": "no"}"# }.joined(separator: "\n").utf8).write(to: pairs)
+  try Data((0..<8).map { #"{"prompt": "q\#($0)?"}"# }.joined(separator: "\n").utf8).write(to: prompts)
+  let model = ["--init", "llama", "--layers", "1", "--d-model", "32", "--heads", "2", "--max-positions", "32"]
+  let a = try shatter(["train", "rm"] + model + ["--data", pairs.path, "--out", rm.path, "--steps", "10", "--json"])
+  #expect(a.status == 0, "\(a.stderr)")
+  let b = try shatter(["train", "ppo"] + model + ["--data", prompts.path, "--out", out.path, "--reward-model", rm.path,
+                                                   "--iterations", "3", "--prompts-per-rollout", "4", "--response-length", "4", "--json"])
+  #expect(b.status == 0, "\(b.stderr)")
+  #expect((b.json["reward_history"] as? [Double])?.count == 3)
+  let bad = try shatter(["train", "ppo"] + model + ["--data", prompts.path, "--out", out.path, "--reward-model", out.path])
+  #expect(bad.status != 0 && bad.stderr.contains("reward_head.safetensors"), "\(bad.stderr)")
+}
