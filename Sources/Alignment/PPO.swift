@@ -147,7 +147,6 @@ public final class PPOTrainer {
 
   public func train(progress: (PPOLog) -> Void = { _ in }) throws -> [[String: Double]] {
     var history: [[String: Double]] = []
-    let params = optimizer.groups.flatMap { $0.parameters.map(\.tensor) }
     for iteration in 1...options.iterations {
       // 1. Rollout with the live weights.
       policy.setTraining(false)
@@ -201,7 +200,7 @@ public final class PPOTrainer {
           guard value.isFinite else { throw NonFiniteError(step: iteration, metric: "ppo loss", value: value) }
           optimizer.zeroGrad()
           loss.backward()
-          let norm = options.clipNorm.map { clipGradNorm(params, maxNorm: $0) } ?? 0
+          let norm = optimizer.clipGradients(maxNorm: options.clipNorm)
           guard norm.isFinite else { throw NonFiniteError(step: iteration, metric: "grad_norm", value: norm) }
           optimizer.step()
           updates += 1

@@ -162,7 +162,6 @@ public final class Trainer<Method: TrainingMethod> {
 
   public func train(progress: (StepLog) -> Void = { _ in }) throws -> TrainingSummary {
     let schedule = options.schedule.schedule(warmup: options.warmup, total: options.steps)
-    let params = (model.trainableParameters() + method.extraParameters).map(\.tensor)
     let metricsLog = try outputDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncateAfter: step) }
     var tokens = 0
     var lastMetrics: [String: Double] = [:]
@@ -189,7 +188,7 @@ public final class Trainer<Method: TrainingMethod> {
         tokens += r.tokens
         for (k, v) in r.metrics { metrics[k, default: 0] += v * share }
       }
-      let norm = options.clipNorm.map { clipGradNorm(params, maxNorm: $0) } ?? gradNorm(params)
+      let norm = optimizer.clipGradients(maxNorm: options.clipNorm)
       guard norm.isFinite else { throw NonFiniteError(step: current, metric: "grad_norm", value: norm) }
       optimizer.step()
       step = current
@@ -214,13 +213,6 @@ public final class Trainer<Method: TrainingMethod> {
     let elapsed = Date().timeIntervalSince(start)
     return TrainingSummary(steps: step, finalLoss: history.last ?? .nan, lossHistory: history,
                            tokensPerSecond: Double(tokens) / Swift.max(elapsed, 1e-9), metrics: lastMetrics)
-  }
-
-  func gradNorm(_ params: [Tensor]) -> Double {
-    withoutGradients {
-      let grads = params.compactMap(\.grad)
-      return grads.isEmpty ? 0 : Tensor.stack(grads.map { $0.norm(2).to(.float32) }).norm(2).item()
-    }
   }
 
   // MARK: checkpoints

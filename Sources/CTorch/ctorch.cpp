@@ -534,6 +534,8 @@ int ct_zero_grad(ct_tensor t, bool set_to_none) {
       g.zero_();
   })
 }
+int ct_set_grad(ct_tensor t, ct_tensor g) { CT_STATUS(t->t.mutable_grad() = g->t) }
+int ct_set_data(ct_tensor t, ct_tensor src) { CT_STATUS(t->t.set_data(src->t)) }
 bool ct_set_grad_enabled(bool enabled) {
   bool prev = c10::GradMode::is_enabled();
   c10::GradMode::set_enabled(enabled);

@@ -30,11 +30,19 @@ public protocol Optimizer: AnyObject {
   /// Per-parameter state tensors keyed `<param>.<slot>`, plus metadata (kind, step count).
   func stateDict() -> (tensors: [String: Tensor], metadata: [String: String])
   func load(tensors: [String: Tensor], metadata: [String: String]) throws
+  /// Clears every parameter's gradient.
+  func zeroGrad()
+  /// The global L2 norm of all gradients, after scaling them down to `maxNorm` when given.
+  func clipGradients(maxNorm: Double?) -> Double
 }
 
 extension Optimizer {
   public func zeroGrad() {
     for g in groups { for p in g.parameters { p.tensor.zeroGrad() } }
+  }
+
+  public func clipGradients(maxNorm: Double?) -> Double {
+    clipOrMeasure(groups.flatMap { $0.parameters.map(\.tensor) }, maxNorm: maxNorm)
   }
 
   public func save(to url: URL) throws {
@@ -101,36 +109,95 @@ final class SlotStore {
           guard t.shape == p.shape else {
             throw StateError("optimizer slot '\(name).\(slot)' has shape \(t.shape), parameter has \(p.shape)")
           }
-          values.append(t.to(p.dtype).clone())
+          values.append(t.to(p.dtype))
         }
         restored[ObjectIdentifier(p)] = values
       }
     }
-    slots = restored
+    // Slots that already exist (views into flat buffers) are filled in place; others are replaced.
+    for (id, values) in restored {
+      if let existing = slots[id] {
+        withoutGradients { for (e, v) in zip(existing, values) { e.copy_(v) } }
+      } else {
+        slots[id] = values.map { $0.clone() }
+      }
+    }
+    for id in slots.keys where restored[id] == nil { withoutGradients { slots[id]?.forEach { $0.zero_() } } }
     step = n
   }
 }
 
+/// A parameter group laid out contiguously: the parameters, their gradients and the optimizer's
+/// moments are views into flat buffers, so one update is a handful of tensor operations however many
+/// tensors the model has (the per-tensor loop costs a dispatch per operation per tensor). Built only
+/// when every parameter shares dtype and device; gradients then accumulate into the flat buffer in place.
+final class FlatGroup {
+  let params: Tensor, grads: Tensor, m: Tensor, v: Tensor
+  let weightDecay: Double
+
+  init?(_ group: ParameterGroup, store: SlotStore) {
+    let tensors = group.parameters.map(\.tensor)
+    guard let first = tensors.first,
+      tensors.allSatisfy({ $0.dtype == first.dtype && $0.device == first.device })
+    else { return nil }
+    let total = tensors.reduce(0) { $0 + $1.count }
+    (params, grads, m, v) = withoutGradients {
+      let flat = Tensor.cat(tensors.map { $0.detached().reshaped([-1]) })
+      return (flat, Tensor.zeros([total], dtype: first.dtype, device: first.device),
+              Tensor.zeros([total], dtype: first.dtype, device: first.device),
+              Tensor.zeros([total], dtype: first.dtype, device: first.device))
+    }
+    weightDecay = group.weightDecay
+    var offset = 0
+    for p in tensors {
+      let n = p.count, shape = p.shape
+      func slice(_ t: Tensor) -> Tensor { t.narrow(dim: 0, start: offset, length: n).view(shape) }
+      p.setData(slice(params))
+      p.grad = slice(grads)
+      store.slots[ObjectIdentifier(p)] = [slice(m), slice(v)]
+      offset += n
+    }
+  }
+}
+
 /// AdamW (Loshchilov & Hutter): Adam with weight decay applied to the weights directly, with bias
-/// correction; the same arithmetic as `torch.optim.AdamW`.
+/// correction; the same arithmetic as `torch.optim.AdamW`. Groups are flattened (see `FlatGroup`) unless
+/// `flatten` is false; then, as in PyTorch, parameters without a gradient are skipped.
 public final class AdamW: Optimizer {
   public var learningRate: Double
   public let groups: [ParameterGroup]
   public let beta1: Double, beta2: Double, eps: Double
   let store = SlotStore(kind: "adamw", slotNames: ["exp_avg", "exp_avg_sq"])
+  let flat: [FlatGroup?]
   public var stepCount: Int { store.step }
 
   public init(_ groups: [ParameterGroup], learningRate: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
-              eps: Double = 1e-8) {
+              eps: Double = 1e-8, flatten: Bool = true) {
     self.groups = groups
     self.learningRate = learningRate
     (beta1, beta2) = betas
     self.eps = eps
+    let store = self.store
+    flat = groups.map { flatten ? FlatGroup($0, store: store) : nil }
   }
 
   public convenience init(_ parameters: [(name: String, tensor: Tensor)], learningRate: Double = 1e-3,
-                          betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8, weightDecay: Double = 0.01) {
-    self.init([ParameterGroup(parameters, weightDecay: weightDecay)], learningRate: learningRate, betas: betas, eps: eps)
+                          betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8, weightDecay: Double = 0.01,
+                          flatten: Bool = true) {
+    self.init([ParameterGroup(parameters, weightDecay: weightDecay)], learningRate: learningRate, betas: betas, eps: eps,
+              flatten: flatten)
+  }
+
+  func update(_ p: Tensor, _ grad: Tensor, _ m: Tensor, _ v: Tensor, weightDecay: Double, stepSize: Double, bc2Sqrt: Double) {
+    if weightDecay != 0 { p.mul_(1 - learningRate * weightDecay) }
+    m.mul_(beta1)
+    m.add_(grad, alpha: 1 - beta1)
+    v.mul_(beta2)
+    v.addcmul_(grad, grad, value: 1 - beta2)
+    let denom = v.sqrt()
+    denom.div_(bc2Sqrt)
+    denom.add_(eps)
+    p.addcdiv_(m, denom, value: -stepSize)
   }
 
   public func step() {
@@ -140,22 +207,40 @@ public final class AdamW: Optimizer {
     let bc2Sqrt = (1 - Foundation.pow(beta2, t)).squareRoot()
     let stepSize = learningRate / bc1
     withoutGradients {
-      for g in groups {
+      for (g, f) in zip(groups, flat) {
+        if let f {
+          update(f.params, f.grads, f.m, f.v, weightDecay: f.weightDecay, stepSize: stepSize, bc2Sqrt: bc2Sqrt)
+          continue
+        }
         for (_, p) in g.parameters {
           guard let grad = p.grad else { continue }
           let s = store.slots(for: p) { _ in Tensor.zeros(like: p) }
-          let (m, v) = (s[0], s[1])
-          if g.weightDecay != 0 { p.mul_(1 - learningRate * g.weightDecay) }
-          m.mul_(beta1)
-          m.add_(grad, alpha: 1 - beta1)
-          v.mul_(beta2)
-          v.addcmul_(grad, grad, value: 1 - beta2)
-          let denom = v.sqrt()
-          denom.div_(bc2Sqrt)
-          denom.add_(eps)
-          p.addcdiv_(m, denom, value: -stepSize)
+          update(p, grad, s[0], s[1], weightDecay: g.weightDecay, stepSize: stepSize, bc2Sqrt: bc2Sqrt)
         }
       }
+    }
+  }
+
+  public func zeroGrad() {
+    withoutGradients {
+      for (g, f) in zip(groups, flat) {
+        if let f { f.grads.zero_() } else { for p in g.parameters { p.tensor.zeroGrad() } }
+      }
+    }
+  }
+
+  public func clipGradients(maxNorm: Double?) -> Double {
+    guard flat.allSatisfy({ $0 != nil }) else {
+      return clipOrMeasure(groups.flatMap { $0.parameters.map(\.tensor) }, maxNorm: maxNorm)
+    }
+    return withoutGradients {
+      let grads = flat.map { $0!.grads }
+      let total = grads.count == 1 ? grads[0].norm(2).item() : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2).item()
+      if let maxNorm {
+        let coef = maxNorm / (total + 1e-6)
+        if coef < 1 { for g in grads { g.mul_(coef) } }
+      }
+      return total
     }
   }
 
@@ -276,6 +361,15 @@ public final class RMSprop: Optimizer {
   }
 }
 
+/// The gradients' global norm, clipped to `maxNorm` when given.
+func clipOrMeasure(_ params: [Tensor], maxNorm: Double?) -> Double {
+  if let maxNorm { return clipGradNorm(params, maxNorm: maxNorm) }
+  return withoutGradients {
+    let grads = params.compactMap(\.grad)
+    return grads.isEmpty ? 0 : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2).item()
+  }
+}
+
 /// Scales all gradients so their global L2 norm is at most `maxNorm` (as `clip_grad_norm_`, with the
 /// same 1e-6 guard); returns the norm before clipping. Parameters without gradients are ignored.
 @discardableResult
@@ -283,7 +377,7 @@ public func clipGradNorm(_ parameters: [Tensor], maxNorm: Double) -> Double {
   withoutGradients {
     let grads = parameters.compactMap(\.grad)
     guard !grads.isEmpty else { return 0 }
-    let total = Tensor.stack(grads.map { $0.norm(2).to(.float32) }).norm(2).item()
+    let total = Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2).item()
     let coef = maxNorm / (total + 1e-6)
     if coef < 1 { for g in grads { g.mul_(coef) } }
     return total

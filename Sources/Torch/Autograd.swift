@@ -20,14 +20,24 @@ extension Tensor {
     withExtendedLifetime(gradient) { check(ct_backward(handle, gradient?.handle, retainGraph), "backward") }
   }
 
-  /// The accumulated gradient, or nil before any backward pass reached this tensor.
+  /// The accumulated gradient, or nil before any backward pass reached this tensor. Setting a buffer
+  /// makes later backward passes accumulate into it in place.
   public var grad: Tensor? {
-    guard let h = ct_grad(handle) else {
-      if ct_last_error() != nil { fatalError("libtorch grad: \(takeTorchError())") }
-      return nil
+    get {
+      guard let h = ct_grad(handle) else {
+        if ct_last_error() != nil { fatalError("libtorch grad: \(takeTorchError())") }
+        return nil
+      }
+      return Tensor(owning: h)
     }
-    return Tensor(owning: h)
+    set {
+      if let newValue { check(ct_set_grad(handle, newValue.handle), "set_grad") } else { zeroGrad(setToNone: true) }
+    }
   }
+
+  /// Points this tensor at `source`'s storage, keeping its identity and autograd flags (like
+  /// `param.data = source` in PyTorch); used to lay parameters out in one flat buffer.
+  public func setData(_ source: Tensor) { check(ct_set_data(handle, source.handle), "set_data") }
 
   /// Drops the accumulated gradient (or fills it with zeros when `setToNone` is false).
   public func zeroGrad(setToNone: Bool = true) { check(ct_zero_grad(handle, setToNone), "zero_grad") }

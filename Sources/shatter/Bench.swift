@@ -55,13 +55,12 @@ struct MLPBench: ParsableCommand {
 /// Runs `warmup` untimed then `steps` timed optimizer steps (zero grad, loss, backward, clip 1.0, step)
 /// and returns the timed seconds and the last loss.
 func timeTrainingSteps(_ opt: Optimizer, warmup: Int, steps: Int, loss: () -> Tensor) -> (Double, Double) {
-  let tensors = opt.groups.flatMap { $0.parameters.map(\.tensor) }
   var last = 0.0
   func step() {
     opt.zeroGrad()
     let l = loss()
     l.backward()
-    clipGradNorm(tensors, maxNorm: 1)
+    _ = opt.clipGradients(maxNorm: 1)
     opt.step()
     last = l.item()
   }

@@ -168,3 +168,27 @@ func rmspropMatchesHandComputedUpdates(momentum: Double) {
   #expect(Swift.abs(floor.factor(at: 100) - 0.1) < 1e-12)
   #expect(floor.learningRate(at: 100, peak: 3e-4) == 3e-4 * floor.factor(at: 100))
 }
+
+@Test func flattenedAdamWMatchesThePerTensorLoopAndKeepsParametersLive() {
+  func run(flatten: Bool) -> (MLP, AdamW) {
+    let m = MLP([3, 5, 2], dtype: .float64, generator: Generator(seed: 11))
+    let opt = AdamW(ParameterGroup.decayMatricesOnly(m.trainableParameters(), weightDecay: 0.1), learningRate: 0.01,
+                    flatten: flatten)
+    let x = Tensor.randn([4, 3], dtype: .float64, generator: Generator(seed: 12))
+    for _ in 0..<5 {
+      opt.zeroGrad()
+      m(x).square().mean().backward()
+      _ = opt.clipGradients(maxNorm: 0.5)
+      opt.step()
+    }
+    return (m, opt)
+  }
+  let (a, oa) = run(flatten: true), (b, ob) = run(flatten: false)
+  for ((n, x), (_, y)) in zip(a.namedParameters(), b.namedParameters()) { #expect(x.allClose(y, rtol: 1e-12, atol: 1e-14), "\(n)") }
+  let sa = oa.stateDict().tensors, sb = ob.stateDict().tensors
+  #expect(Set(sa.keys) == Set(sb.keys) && !sa.isEmpty)
+  for (k, t) in sa { #expect(t.allClose(sb[k]!, rtol: 1e-12, atol: 1e-14), "\(k)") }
+  // The module's parameters are views of the flat buffer: loading new values reaches the optimizer's view.
+  withoutGradients { a.layers[0].weight.fill_(0) }
+  #expect(oa.flat[0]!.params.narrow(dim: 0, start: 0, length: 15).abs().sum().item() == 0)
+}

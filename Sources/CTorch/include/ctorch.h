@@ -159,6 +159,10 @@ int ct_backward(ct_tensor t, ct_tensor grad /* nullable: ones for a scalar */, b
 /* NULL (and no error) when the tensor has no gradient yet. */
 ct_tensor ct_grad(ct_tensor t);
 int ct_zero_grad(ct_tensor t, bool set_to_none);
+/* Installs g as t's gradient buffer (later backward passes accumulate into it in place). */
+int ct_set_grad(ct_tensor t, ct_tensor g);
+/* Makes t use src's storage (shape, strides, offset), keeping t's identity and autograd metadata. */
+int ct_set_data(ct_tensor t, ct_tensor src);
 bool ct_set_grad_enabled(bool enabled); /* returns the previous mode (thread-local) */
 bool ct_is_grad_enabled(void);
 
