@@ -42,7 +42,7 @@ let package = Package(
     .executableTarget(
       name: "shatter",
       dependencies: [
-        "Torch", "NN", "LM", "Alignment", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Torch", "NN", "LM", "Alignment", "Experiments", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]
     ),
@@ -51,6 +51,9 @@ let package = Package(
     .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),
+    .target(name: "Worlds"),
+    .target(name: "Experiments", dependencies: ["Worlds", "Alignment", "LM", "NN", "Torch"]),
+    .testTarget(name: "WorldsTests", dependencies: ["Worlds"]),
   ],
   cxxLanguageStandard: .cxx17
 )

@@ -88,6 +88,11 @@ public struct NonFiniteError: Error, CustomStringConvertible {
   public let step: Int
   public let metric: String
   public let value: Double
+  public init(step: Int, metric: String, value: Double) {
+    self.step = step
+    self.metric = metric
+    self.value = value
+  }
   public var description: String {
     "step \(step): \(metric) is \(value); training stopped before applying that update (the last checkpoint is kept)"
   }

@@ -1,0 +1,219 @@
+import Alignment
+import Foundation
+import Torch
+import Worlds
+
+extension InclusiveExperiment: @unchecked Sendable {}
+
+/// Mean and 95% interval (normal approximation) of a sample.
+public struct Interval: Codable, Sendable {
+  public let mean: Double
+  public let low: Double
+  public let high: Double
+  public init(_ xs: [Double]) {
+    let n = Double(xs.count)
+    let m = xs.reduce(0, +) / Swift.max(n, 1)
+    let sd = n > 1 ? (xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / (n - 1)).squareRoot() : 0
+    let half = 1.96 * sd / Swift.max(n, 1).squareRoot()
+    (mean, low, high) = (m, m - half, m + half)
+  }
+}
+
+/// What each rule (and the classic pipeline) achieved over the seeds.
+public struct RuleSummary: Codable, Sendable {
+  public let finalKL: Double
+  public let finalKLCI95: [Double]
+  /// Mean over seeds of the first query count at which KL ≤ target (seeds that never reach it count as
+  /// the budget, and `reached` says how many did).
+  public let queriesToTarget: Double
+  public let ci95: [Double]
+  public let reached: Int
+  public let seeds: Int
+  public let meanCurve: [CurvePoint]
+  public let klLow: [Double]
+  public let klHigh: [Double]
+}
+
+public struct InclusiveSummary: Codable, Sendable {
+  public let targetKL: Double
+  public let priorKL: Double
+  public let pretrainedKL: Double
+  public let budget: Int
+  public let rules: [String: RuleSummary]
+  public let baseline: RuleSummary
+}
+
+/// Runs every (rule, seed) of the experiment — in parallel on the available cores, resumably (finished
+/// runs are kept under `out/runs/` and skipped) — and writes metrics.jsonl, summary.json, report.md and
+/// SVG plots.
+public enum InclusiveRunner {
+  public static func run(_ config: InclusiveConfig, out: URL, progress: @escaping @Sendable (String) -> Void = { _ in })
+    throws -> InclusiveSummary
+  {
+    let experiment = try InclusiveExperiment(config: config)
+    let fm = FileManager.default
+    let runs = out.appendingPathComponent("runs")
+    try fm.createDirectory(at: runs, withIntermediateDirectories: true)
+    let configURL = out.appendingPathComponent("config.json")
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    let configData = try encoder.encode(config)
+    if let existing = fm.contents(atPath: configURL.path), existing != configData {
+      throw ExperimentError("\(out.path) holds runs of a different configuration; use another --out or delete it")
+    }
+    try configData.write(to: configURL, options: .atomic)
+
+    // Pre-train once per seed (shared by all its rules), then run every job; each worker is one thread.
+    Torch.threads = 1
+    let seeds = Array(0..<config.seeds)
+    let pretrained = Locked([Int: [String: Tensor]]())
+    DispatchQueue.concurrentPerform(iterations: seeds.count) { i in
+      let file = runs.appendingPathComponent("pretrained-seed\(seeds[i]).safetensors")
+      let weights = (try? Safetensors.load(file)) ?? {
+        let w = experiment.pretrained(seed: seeds[i])
+        try? Safetensors.save(w, to: file)
+        progress("pre-trained seed \(seeds[i])")
+        return w
+      }()
+      pretrained.mutate { $0[seeds[i]] = weights }
+    }
+    let jobs: [(rule: SelectionRule?, seed: Int)] = seeds.flatMap { s in config.rules.map { ($0, s) } + [(nil, s)] }
+    let results = Locked([RunResult]())
+    let failure = Locked<Error?>(nil)
+    let decoder = JSONDecoder()
+    DispatchQueue.concurrentPerform(iterations: jobs.count) { j in
+      let (rule, seed) = jobs[j]
+      let name = "\(rule?.rawValue ?? "baseline_rm_policy")-seed\(seed)"
+      let file = runs.appendingPathComponent(name + ".json")
+      if let data = fm.contents(atPath: file.path), let r = try? decoder.decode(RunResult.self, from: data) {
+        results.mutate { $0.append(r) }
+        return
+      }
+      do {
+        let weights = pretrained.value[seed]!
+        let r = try rule.map { try experiment.run(rule: $0, seed: seed, pretrained: weights) }
+          ?? experiment.runBaseline(seed: seed, pretrained: weights)
+        try JSONEncoder().encode(r).write(to: file, options: .atomic)
+        results.mutate { $0.append(r) }
+        progress(String(format: "%@: KL %.4f → %.4f", name, r.curve.first!.kl, r.curve.last!.kl))
+      } catch {
+        failure.mutate { $0 = $0 ?? error }
+      }
+    }
+    if let error = failure.value { throw error }
+    let summary = summarize(results.value, config: config, experiment: experiment)
+    try write(summary, results: results.value, config: config, to: out)
+    return summary
+  }
+
+  static func summarize(_ results: [RunResult], config: InclusiveConfig, experiment: InclusiveExperiment) -> InclusiveSummary {
+    func curves(_ rule: String) -> [[CurvePoint]] {
+      results.filter { $0.rule == rule }.sorted { $0.seed < $1.seed }.map(\.curve)
+    }
+    let passiveFinal = Interval(curves(SelectionRule.passive.rawValue).map { $0.last!.kl }).mean
+    let target = config.targetKL ?? passiveFinal
+    func summary(_ rule: String) -> RuleSummary {
+      let cs = curves(rule)
+      let points = cs[0].count
+      let mean = (0..<points).map { i in
+        CurvePoint(queries: cs[0][i].queries, kl: Interval(cs.map { $0[i].kl }).mean,
+                   heldOutLogLoss: Interval(cs.map { $0[i].heldOutLogLoss }).mean)
+      }
+      let bands = (0..<points).map { i in Interval(cs.map { $0[i].kl }) }
+      let toTarget = cs.map { c in Double(c.first { $0.kl <= target }?.queries ?? config.budget) }
+      let reached = cs.filter { c in c.contains { $0.kl <= target } }.count
+      let finals = Interval(cs.map { $0.last!.kl }), q = Interval(toTarget)
+      return RuleSummary(finalKL: finals.mean, finalKLCI95: [finals.low, finals.high], queriesToTarget: q.mean,
+                         ci95: [q.low, q.high], reached: reached, seeds: cs.count, meanCurve: mean,
+                         klLow: bands.map(\.low), klHigh: bands.map(\.high))
+    }
+    let pretrainedKL = Interval(curves(SelectionRule.passive.rawValue).map { $0[0].kl }).mean
+    return InclusiveSummary(targetKL: target, priorKL: experiment.priorKL, pretrainedKL: pretrainedKL, budget: config.budget,
+                            rules: Dictionary(uniqueKeysWithValues: config.rules.map { ($0.rawValue, summary($0.rawValue)) }),
+                            baseline: summary("baseline_rm_policy"))
+  }
+
+  /// The `--json` object: summary.json's content.
+  public static func summaryJSON(_ s: InclusiveSummary) -> [String: Any] {
+    func rule(_ r: RuleSummary) -> [String: Any] {
+      ["final_kl": r.finalKL, "final_kl_ci95": r.finalKLCI95, "queries_to_target": r.queriesToTarget, "ci95": r.ci95,
+       "reached": r.reached, "seeds": r.seeds]
+    }
+    return ["target_kl": s.targetKL, "prior_kl": s.priorKL, "pretrained_kl": s.pretrainedKL, "budget": s.budget,
+            "rules": s.rules.mapValues(rule), "baseline_rm_policy": rule(s.baseline)]
+  }
+
+  static func write(_ s: InclusiveSummary, results: [RunResult], config: InclusiveConfig, to out: URL) throws {
+    var lines = ""
+    for r in results.sorted(by: { ($0.rule, $0.seed) < ($1.rule, $1.seed) }) {
+      for p in r.curve {
+        let obj: [String: Any] = ["rule": r.rule, "seed": r.seed, "queries": p.queries, "kl": p.kl,
+                                  "held_out_log_loss": p.heldOutLogLoss]
+        lines += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
+      }
+    }
+    try Data(lines.utf8).write(to: out.appendingPathComponent("metrics.jsonl"), options: .atomic)
+    try JSONSerialization.data(withJSONObject: summaryJSON(s), options: [.prettyPrinted, .sortedKeys])
+      .write(to: out.appendingPathComponent("summary.json"), options: .atomic)
+    let all = s.rules.sorted { $0.key < $1.key } + [("baseline_rm_policy", s.baseline)]
+    try Data(Plots.klCurves(all, target: s.targetKL).utf8).write(to: out.appendingPathComponent("kl_vs_queries.svg"), options: .atomic)
+    try Data(Plots.queriesToTarget(s.rules.sorted { $0.key < $1.key }, budget: s.budget).utf8)
+      .write(to: out.appendingPathComponent("queries_to_target.svg"), options: .atomic)
+    try Data(report(s, config: config).utf8).write(to: out.appendingPathComponent("report.md"), options: .atomic)
+  }
+
+  /// The summary table as Markdown.
+  public static func table(_ s: InclusiveSummary) -> String {
+    var t = "| rule | final KL(p*‖π) (95% CI) | queries to KL ≤ \(String(format: "%.4f", s.targetKL)) (95% CI) | seeds reaching it |\n"
+    t += "|---|---|---|---|\n"
+    for (name, r) in s.rules.sorted(by: { $0.key < $1.key }) + [("baseline_rm_policy", s.baseline)] {
+      t += String(format: "| %@ | %.4f (%.4f–%.4f) | %.0f (%.0f–%.0f) | %d/%d |\n", name, r.finalKL, r.finalKLCI95[0],
+                  r.finalKLCI95[1], r.queriesToTarget, r.ci95[0], r.ci95[1], r.reached, r.seeds)
+    }
+    return t
+  }
+
+  static func report(_ s: InclusiveSummary, config: InclusiveConfig) -> String {
+    let passive = s.rules[SelectionRule.passive.rawValue]
+    let best = s.rules.filter { $0.key != SelectionRule.passive.rawValue }.min { $0.value.queriesToTarget < $1.value.queriesToTarget }
+    var text = """
+      # Inclusive fine-tuning with active exploration
+
+      A population of \(config.population.types) types (weights \(config.population.weights.map { String(format: "%.2f", $0) }.joined(separator: ", "))) \
+      answers \(config.population.candidates)-way questions about \(config.population.prompts) prompts whose responses are \
+      \(config.population.length) tokens over \(config.population.vocabulary) symbols. A \(config.layers)-layer transformer \
+      pre-trained on a prior biased towards the majority type (KL(p*‖p₀) = \(String(format: "%.4f", s.priorKL)); after \
+      pre-training KL(p*‖π) = \(String(format: "%.4f", s.pretrainedKL))) is fine-tuned by fitting its own likelihood to the \
+      choices, with a\(config.epistemic == "ensemble" ? "n ensemble" : "n epinet") head choosing the questions. \
+      Budget \(config.budget) queries, \(config.seeds) seeds, updates every \(config.batchSize) queries. The target is \
+      \(config.targetKL == nil ? "the passive rule's final KL" : "the configured KL").
+
+      \(table(s))
+      ![KL vs queries](kl_vs_queries.svg)
+
+      ![Queries to target](queries_to_target.svg)
+
+      """
+    if let passive, let (name, b) = best {
+      let ratio = b.queriesToTarget / Swift.max(passive.queriesToTarget, 1)
+      text += String(format: """
+
+        The best active rule, %@, reaches the target with %.0f queries on average against passive's %.0f \
+        (%.2f of them; the aim is at most one third). The classic pipeline (a separate reward model, then an \
+        exact KL-regularised update with β = %.2f) ends at KL %.4f against %.4f for joint learning with passive queries.
+
+        """, name, b.queriesToTarget, passive.queriesToTarget, ratio, config.baselineBeta, s.baseline.finalKL, passive.finalKL)
+    }
+    return text
+  }
+}
+
+/// A value shared between worker threads behind a lock.
+final class Locked<T>: @unchecked Sendable {
+  private var inner: T
+  private let lock = NSLock()
+  init(_ value: T) { inner = value }
+  var value: T { lock.lock(); defer { lock.unlock() }; return inner }
+  func mutate(_ f: (inout T) -> Void) { lock.lock(); defer { lock.unlock() }; f(&inner) }
+}

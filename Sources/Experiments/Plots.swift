@@ -1,0 +1,85 @@
+import Foundation
+
+/// Small self-contained SVG charts for experiment reports: titled axes, a legend, units.
+enum Plots {
+  static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+  static let (width, height) = (720.0, 440.0)
+  static let (left, right, top, bottom) = (80.0, 200.0, 50.0, 60.0)
+
+  static func header(_ title: String) -> String {
+    """
+    <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="13">
+    <rect width="100%" height="100%" fill="white"/>
+    <text x="\(width / 2)" y="28" text-anchor="middle" font-size="16" font-weight="bold">\(title)</text>
+
+    """
+  }
+
+  static func axes(xLabel: String, yLabel: String, xTicks: [(Double, String)], yTicks: [(Double, String)]) -> String {
+    let (x0, y0, x1, y1) = (left, height - bottom, width - right, top)
+    var s = "<line x1=\"\(x0)\" y1=\"\(y0)\" x2=\"\(x1)\" y2=\"\(y0)\" stroke=\"black\"/>\n"
+    s += "<line x1=\"\(x0)\" y1=\"\(y0)\" x2=\"\(x0)\" y2=\"\(y1)\" stroke=\"black\"/>\n"
+    for (x, label) in xTicks {
+      s += "<line x1=\"\(x)\" y1=\"\(y0)\" x2=\"\(x)\" y2=\"\(y0 + 5)\" stroke=\"black\"/>"
+      s += "<text x=\"\(x)\" y=\"\(y0 + 20)\" text-anchor=\"middle\">\(label)</text>\n"
+    }
+    for (y, label) in yTicks {
+      s += "<line x1=\"\(x0 - 5)\" y1=\"\(y)\" x2=\"\(x1)\" y2=\"\(y)\" stroke=\"#e0e0e0\"/>"
+      s += "<text x=\"\(x0 - 8)\" y=\"\(y + 4)\" text-anchor=\"end\">\(label)</text>\n"
+    }
+    s += "<text x=\"\((x0 + x1) / 2)\" y=\"\(height - 18)\" text-anchor=\"middle\">\(xLabel)</text>\n"
+    s += "<text transform=\"translate(22 \((y0 + y1) / 2)) rotate(-90)\" text-anchor=\"middle\">\(yLabel)</text>\n"
+    return s
+  }
+
+  static func ticks(_ lo: Double, _ hi: Double, count: Int = 5) -> [Double] {
+    (0...count).map { lo + (hi - lo) * Double($0) / Double(count) }
+  }
+
+  /// Mean KL against queries for each rule, with its 95% band over seeds, and the target as a dashed line.
+  static func klCurves(_ rules: [(String, RuleSummary)], target: Double) -> String {
+    let xs = rules.flatMap { $0.1.meanCurve.map { Double($0.queries) } }
+    let ys = rules.flatMap { $0.1.klLow + $0.1.klHigh } + [target]
+    let (xMax, yMin, yMax) = (xs.max() ?? 1, Swift.max(0, (ys.min() ?? 0) * 0.9), (ys.max() ?? 1) * 1.05)
+    func px(_ x: Double) -> Double { left + (width - left - right) * x / Swift.max(xMax, 1) }
+    func py(_ y: Double) -> Double { height - bottom - (height - top - bottom) * (y - yMin) / Swift.max(yMax - yMin, 1e-12) }
+    var s = header("Mean KL(p* ‖ π) over prompts vs queries asked (mean, 95% band over seeds)")
+    s += axes(xLabel: "queries asked (human choices)", yLabel: "KL(p* ‖ π)  (nats)",
+              xTicks: ticks(0, xMax).map { (px($0), String(format: "%.0f", $0)) },
+              yTicks: ticks(yMin, yMax).map { (py($0), String(format: "%.3f", $0)) })
+    for (i, (name, r)) in rules.enumerated() {
+      let c = colors[i % colors.count]
+      let q = r.meanCurve.map { Double($0.queries) }
+      let band = zip(q, r.klHigh).map { "\(px($0)),\(py($1))" } + zip(q, r.klLow).reversed().map { "\(px($0)),\(py($1))" }
+      s += "<polygon points=\"\(band.joined(separator: " "))\" fill=\"\(c)\" fill-opacity=\"0.15\" stroke=\"none\"/>\n"
+      let line = zip(q, r.meanCurve.map(\.kl)).map { "\(px($0)),\(py($1))" }
+      s += "<polyline points=\"\(line.joined(separator: " "))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
+      let ly = top + 20 + Double(i) * 22
+      s += "<line x1=\"\(width - right + 15)\" y1=\"\(ly)\" x2=\"\(width - right + 40)\" y2=\"\(ly)\" stroke=\"\(c)\" stroke-width=\"3\"/>"
+      s += "<text x=\"\(width - right + 46)\" y=\"\(ly + 4)\">\(name)</text>\n"
+    }
+    s += "<line x1=\"\(left)\" y1=\"\(py(target))\" x2=\"\(width - right)\" y2=\"\(py(target))\" stroke=\"black\" stroke-dasharray=\"6 4\"/>"
+    s += "<text x=\"\(width - right - 4)\" y=\"\(py(target) - 6)\" text-anchor=\"end\">target \(String(format: "%.4f", target))</text>\n"
+    return s + "</svg>\n"
+  }
+
+  /// Mean queries needed to reach the target per rule, with 95% intervals over seeds.
+  static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int) -> String {
+    let yMax = Double(budget) * 1.1
+    let slot = (width - left - right) / Double(Swift.max(rules.count, 1))
+    func py(_ y: Double) -> Double { height - bottom - (height - top - bottom) * y / yMax }
+    var s = header("Queries needed to reach the target KL (mean, 95% CI over seeds)")
+    s += axes(xLabel: "query-selection rule", yLabel: "queries to target (human choices)",
+              xTicks: rules.enumerated().map { (left + slot * (Double($0.offset) + 0.5), $0.element.0) },
+              yTicks: ticks(0, yMax).map { (py($0), String(format: "%.0f", $0)) })
+    for (i, (_, r)) in rules.enumerated() {
+      let cx = left + slot * (Double(i) + 0.5), w = slot * 0.5
+      s += "<rect x=\"\(cx - w / 2)\" y=\"\(py(r.queriesToTarget))\" width=\"\(w)\" height=\"\(py(0) - py(r.queriesToTarget))\" fill=\"\(colors[i % colors.count])\"/>\n"
+      s += "<line x1=\"\(cx)\" y1=\"\(py(Swift.max(0, r.ci95[0])))\" x2=\"\(cx)\" y2=\"\(py(r.ci95[1]))\" stroke=\"black\" stroke-width=\"1.5\"/>\n"
+      s += "<text x=\"\(cx)\" y=\"\(py(r.queriesToTarget) - 8)\" text-anchor=\"middle\">\(String(format: "%.0f", r.queriesToTarget)) (\(r.reached)/\(r.seeds))</text>\n"
+    }
+    s += "<line x1=\"\(left)\" y1=\"\(py(Double(budget)))\" x2=\"\(width - right)\" y2=\"\(py(Double(budget)))\" stroke=\"gray\" stroke-dasharray=\"4 4\"/>"
+    s += "<text x=\"\(width - right + 6)\" y=\"\(py(Double(budget)) + 4)\">budget</text>\n"
+    return s + "</svg>\n"
+  }
+}
