@@ -246,6 +246,22 @@ extension Tensor {
   public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
     withExtendedLifetime(bias) { wrap(ct_linear(x.handle, weight.handle, bias?.handle), "linear") }
   }
+  /// x · W + b with W stored [in, out] (Hugging Face's `Conv1D` layout), as one matrix product over all
+  /// leading dimensions of `x`.
+  public static func affine(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    withExtendedLifetime(bias) { wrap(ct_affine(x.handle, weight.handle, bias?.handle), "affine") }
+  }
+
+  /// Multi-head self-attention from packed projections: `qkv` [B, T, 3·H·d] holds q, k and v side by side
+  /// (each H heads of width d); returns softmax(q·kᵀ/√d + bias)·v with the heads merged, [B, T, H·d].
+  /// `bias` is an additive mask [B or 1, 1 or H, T, T]; nil means causal. One autograd node with its own
+  /// backward, so small models pay for far fewer ops than the composition of views, products and masks.
+  public static func packedSelfAttention(_ qkv: Tensor, heads: Int, bias: Tensor? = nil) -> Tensor {
+    withExtendedLifetime(bias) {
+      wrap(ct_packed_self_attention(qkv.handle, Int64(heads), bias?.handle), "packed_self_attention")
+    }
+  }
+
   /// Rows of `weight` picked by integer `indices`.
   public static func embedding(_ indices: Tensor, weight: Tensor) -> Tensor {
     wrap(ct_embedding(weight.handle, indices.handle), "embedding")

@@ -232,6 +232,32 @@ let gcMatmulCases: [GradCase] = [
   GradCase("linear 3-d", [.wave([2, 2, 3]), .wave([2, 3], 1), .wave([2], 2)]) {
     Tensor.linear($0[0], weight: $0[1], bias: $0[2])
   },
+  GradCase("affine", [.wave([2, 3]), .wave([3, 4], 1), .wave([4], 2)]) {
+    Tensor.affine($0[0], weight: $0[1], bias: $0[2])
+  },
+  GradCase("affine no bias", [.wave([2, 3]), .wave([3, 4], 1)]) { Tensor.affine($0[0], weight: $0[1]) },
+  GradCase("affine 3-d", [.wave([2, 2, 3]), .wave([3, 2], 1), .wave([2], 2)]) {
+    Tensor.affine($0[0], weight: $0[1], bias: $0[2])
+  },
+  GradCase("affine of a transposed input", [.wave([3, 2]), .wave([3, 4], 1), .wave([4], 2)]) {
+    Tensor.affine($0[0].transposed(0, 1), weight: $0[1], bias: $0[2])
+  },
+]
+
+/// Packed self-attention on qkv [B, T, 3·H·d] (at most 12 elements: T·3·H·d ≤ 12).
+let gcAttentionCases: [GradCase] = [
+  GradCase("causal, 1 head of width 2, T=2", [.wave([1, 2, 6])]) { Tensor.packedSelfAttention($0[0], heads: 1) },
+  GradCase("causal, 2 heads of width 1, T=2", [.wave([1, 2, 6])]) { Tensor.packedSelfAttention($0[0], heads: 2) },
+  GradCase("causal, T=4", [.wave([1, 4, 3])]) { Tensor.packedSelfAttention($0[0], heads: 1) },
+  GradCase("causal, batch of 2", [.wave([2, 2, 3])]) { Tensor.packedSelfAttention($0[0], heads: 1) },
+  GradCase("additive bias [1,1,T,T]", [.wave([1, 2, 6])]) {
+    Tensor.packedSelfAttention($0[0], heads: 2, bias: Tensor([0, -0.7, 0.3, 0.1], shape: [1, 1, 2, 2]).to(.float64))
+  },
+  GradCase("padding bias [B,1,T,T]", [.wave([2, 2, 3])]) {
+    // Sequence 0 attends to both keys; sequence 1's second query does not see the first key.
+    let bias = Tensor([0, 0, 0, 0, 0, -1e30, -1e30, 0], shape: [2, 1, 2, 2]).to(.float64)
+    return Tensor.packedSelfAttention($0[0], heads: 1, bias: bias)
+  },
 ]
 
 // MARK: - shape and indexing
@@ -366,6 +392,11 @@ private func reducedShape(_ shape: [Int], dims: [Int], keepDim: Bool) -> [Int] {
 
   @Test(arguments: gcMatmulCases)
   func linearAlgebra(_ c: GradCase) {
+    checkGradients(c.tensors(), c.f)
+  }
+
+  @Test(arguments: gcAttentionCases)
+  func packedSelfAttention(_ c: GradCase) {
     checkGradients(c.tensors(), c.f)
   }
 

@@ -670,6 +670,78 @@ struct ChunkCase: Sendable, CustomTestStringConvertible {
     #expect(batch.matmul(a).shape == [2, 2, 2])
   }
 
+  @Test func affineIsLinearWithTheWeightTransposed() {
+    let g = Generator(seed: 4)
+    let x = Tensor.randn([2, 5, 3], generator: g), w = Tensor.randn([3, 4], generator: g), b = Tensor.randn([4], generator: g)
+    let y = Tensor.affine(x, weight: w, bias: b)
+    #expect(y.shape == [2, 5, 4])
+    #expect(y.allClose(Tensor.linear(x, weight: w.transposed(0, 1), bias: b), rtol: 1e-5, atol: 1e-6))
+    #expect(Tensor.affine(x, weight: w).allClose(x.matmul(w), rtol: 1e-5, atol: 1e-6))
+  }
+
+  /// The packed op against the composition it replaces (split, heads, scaled scores, mask, softmax,
+  /// merge), values and gradients, in float64 and float32.
+  @Test(arguments: [DType.float64, .float32], [false, true])
+  func packedSelfAttentionMatchesTheComposition(_ dtype: DType, _ padded: Bool) {
+    let (b, t, h, d) = (2, 5, 3, 4)
+    let g = Generator(seed: 9)
+    let values = Tensor.randn([b, t, 3 * h * d], dtype: .float64, generator: g).toArray(Double.self)
+    let upstream = Tensor.randn([b, t, h * d], dtype: .float64, generator: g).to(dtype)
+    // Padding: the first two keys of sequence 1 are blocked (and causality everywhere).
+    var bias: Tensor? = nil
+    if padded {
+      var m = [Double](repeating: 0, count: b * t * t)
+      for i in 0..<t { for j in 0..<t where j > i || (j < 2) { m[t * t + i * t + j] = -1e30 } }
+      for i in 0..<t { for j in 0..<t where j > i { m[i * t + j] = -1e30 } }
+      for i in 0..<2 { m[t * t + i * t + i] = 0 }  // keep each blocked row finite: attend to itself
+      bias = Tensor(m, shape: [b, 1, t, t]).to(dtype)
+    }
+    func reference(_ qkv: Tensor) -> Tensor {
+      let parts = qkv.split(sizes: [h * d, h * d, h * d], dim: -1)
+      let q = parts[0], k = parts[1], v = parts[2]
+      func heads(_ x: Tensor) -> Tensor { x.view([b, t, h, d]).transposed(1, 2) }
+      var scores = heads(q).matmul(heads(k).transposed(2, 3)) * (1 / Double(d).squareRoot())
+      if let bias { scores = scores + bias } else {
+        scores = scores.maskedFill(Tensor.ones([t, t], dtype: .bool).triu(1), -.infinity)
+      }
+      return scores.softmax(dim: -1).matmul(heads(v)).transposed(1, 2).reshaped([b, t, h * d])
+    }
+    let x1 = Tensor(values, shape: [b, t, 3 * h * d]).to(dtype).requiringGrad()
+    let x2 = Tensor(values, shape: [b, t, 3 * h * d]).to(dtype).requiringGrad()
+    let y1 = Tensor.packedSelfAttention(x1, heads: h, bias: bias), y2 = reference(x2)
+    (y1 * upstream).sum().backward()
+    (y2 * upstream).sum().backward()
+    let tol = dtype == .float64 ? 1e-12 : 1e-5
+    #expect(y1.shape == [b, t, h * d])
+    #expect(y1.allClose(y2, rtol: tol, atol: tol))
+    #expect(x1.grad!.allClose(x2.grad!, rtol: tol, atol: tol))
+  }
+
+  @Test func packedSelfAttentionWithoutGradients() {
+    let x = Tensor.randn([1, 3, 6], generator: Generator(seed: 1))
+    let y = withoutGradients { Tensor.packedSelfAttention(x, heads: 2) }
+    #expect(!y.requiresGrad)
+    // The first position attends only to itself: its output is its own v.
+    #expect(y[0][0].allClose(x[0][0].narrow(dim: 0, start: 4, length: 2), rtol: 1e-6, atol: 1e-7))
+  }
+
+  /// GELU's tanh approximation (computed as x·σ(2z) on the CPU) against 0.5·x·(1 + tanh(z)) in float64.
+  @Test(arguments: [DType.float32, .float64])
+  func geluTanhMatchesItsDefinition(_ dtype: DType) {
+    let x = Tensor.arange(-12, 12, step: 0.01, dtype: .float64)
+    let z = (x + x.pow(3) * 0.044715) * (2 / Double.pi).squareRoot()
+    let expected = x * 0.5 * (z.tanh() + 1)
+    let y = x.to(dtype).requiringGrad()
+    let got = y.gelu(approximate: true)
+    #expect(got.dtype == dtype)
+    #expect(got.to(.float64).allClose(expected, rtol: dtype == .float64 ? 1e-12 : 2e-6, atol: dtype == .float64 ? 1e-14 : 1e-7))
+    // d/dx, by the chain rule on the definition.
+    let dz = (x.square() * (3 * 0.044715) + 1) * (2 / Double.pi).squareRoot()
+    let dExpected = (z.tanh() + 1) * 0.5 + x * 0.5 * (1 - z.tanh().square()) * dz
+    got.sum().backward()
+    #expect(y.grad!.to(.float64).allClose(dExpected, rtol: dtype == .float64 ? 1e-12 : 2e-6, atol: dtype == .float64 ? 1e-14 : 1e-6))
+  }
+
   @Test func linearEmbeddingLayerNorm() {
     let x = Tensor([1, 2] as [Float], shape: [1, 2])
     let w = Tensor([1, 0, 0, 1, 1, 1] as [Float], shape: [3, 2])

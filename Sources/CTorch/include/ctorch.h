@@ -145,6 +145,12 @@ ct_tensor ct_triu(ct_tensor a, int64_t k);
 ct_tensor ct_matmul(ct_tensor a, ct_tensor b);
 ct_tensor ct_bmm(ct_tensor a, ct_tensor b);
 ct_tensor ct_linear(ct_tensor x, ct_tensor w, ct_tensor b /* nullable */);
+/* x·w + b with w stored [in, out] (Hugging Face's Conv1D layout): one matrix product over all leading dims. */
+ct_tensor ct_affine(ct_tensor x, ct_tensor w, ct_tensor b /* nullable */);
+/* softmax(q·kᵀ/√d + bias)·v with q, k, v packed along the last dim of qkv [B, T, 3·heads·d] and the heads
+ * merged in the result [B, T, heads·d]; one autograd node. bias: additive [B or 1, 1 or heads, T, T], or
+ * NULL for a causal mask. */
+ct_tensor ct_packed_self_attention(ct_tensor qkv, int64_t heads, ct_tensor bias /* nullable */);
 ct_tensor ct_embedding(ct_tensor weight, ct_tensor indices);
 ct_tensor ct_layer_norm(ct_tensor x, const int64_t *normalized_shape, int ndim, ct_tensor w, ct_tensor b,
                         double eps);
