@@ -11,7 +11,7 @@ public final class Conv1D: Module {
     bias = Tensor.zeros([outFeatures], dtype: dtype).requiringGrad()
   }
 
-  func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight.transposed(0, 1), bias: bias) }
+  func callAsFunction(_ x: Tensor) -> Tensor { Tensor.affine(x, weight: weight, bias: bias) }
 }
 
 public final class GPT2Attention: Module {
@@ -28,12 +28,15 @@ public final class GPT2Attention: Module {
   }
 
   func callAsFunction(_ x: Tensor, layer: Int, bias: Tensor?, cache: KVCache?) -> Tensor {
+    guard let cache else {
+      return c_proj(Tensor.packedSelfAttention(c_attn(x), heads: heads, bias: bias))
+    }
     let d = x.size(-1)
     let qkv = c_attn(x).split(sizes: [d, d, d], dim: -1)
     let q = Attention.splitHeads(qkv[0], heads: heads)
     var k = Attention.splitHeads(qkv[1], heads: heads)
     var v = Attention.splitHeads(qkv[2], heads: heads)
-    if let cache { (k, v) = cache.append(layer: layer, keys: k, values: v) }
+    (k, v) = cache.append(layer: layer, keys: k, values: v)
     return c_proj(Attention.mergeHeads(Attention.attend(q: q, k: k, v: v, bias: bias, causal: true)))
   }
 }
@@ -111,7 +114,20 @@ public final class GPT2LM: CausalLM {
   public func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
     -> (logits: Tensor, hidden: Tensor)
   {
-    var x = embeddings + transformer.wpe(positions)
+    run(embeddings + transformer.wpe(positions), attentionBias: attentionBias, cache: cache)
+  }
+
+  /// Positions 0..<T are the first T rows of the position table: added by broadcasting, with no gather
+  /// forward or scatter backward.
+  public func callAsFunction(_ tokens: Tensor) -> Tensor {
+    let t = tokens.size(1)
+    let table = transformer.wpe.weight
+    let wpe = t == config.maxPositions ? table : table.narrow(dim: 0, start: 0, length: t)
+    return run(Tensor.embedding(tokens, weight: embeddingWeight) + wpe, attentionBias: nil, cache: nil).logits
+  }
+
+  func run(_ embedded: Tensor, attentionBias: Tensor?, cache: KVCache?) -> (logits: Tensor, hidden: Tensor) {
+    var x = embedded
     for (i, block) in transformer.h.enumerated() { x = block(x, layer: i, bias: attentionBias, cache: cache) }
     let hidden = transformer.ln_f(x)
     let head = lm_head?.weight ?? transformer.wte.weight

@@ -19,6 +19,9 @@ public protocol CausalLM: Module {
 
   /// The token-embedding table [V, D] (tied to the output head when `tieEmbeddings`).
   var embeddingWeight: Tensor { get }
+
+  /// Logits [B, T, V] for unpadded sequences without a cache (positions 0..<T).
+  func callAsFunction(_ tokens: Tensor) -> Tensor
 }
 
 extension CausalLM {
