@@ -127,36 +127,66 @@ final class SlotStore {
   }
 }
 
-/// A parameter group laid out contiguously: the parameters, their gradients and the optimizer's
-/// moments are views into flat buffers, so one update is a handful of tensor operations however many
-/// tensors the model has (the per-tensor loop costs a dispatch per operation per tensor). Built only
-/// when every parameter shares dtype and device; gradients then accumulate into the flat buffer in place.
+/// Parameters laid out contiguously: the parameters, their gradients and the optimizer's moments are views
+/// into flat buffers, so one update is a handful of tensor operations however many tensors the model has
+/// (the per-tensor loop costs a dispatch per operation per tensor). Built only when every parameter shares
+/// dtype and device; gradients then accumulate into the flat buffer in place.
 final class FlatGroup {
   let params: Tensor, grads: Tensor, m: Tensor, v: Tensor
   let weightDecay: Double
 
-  init?(_ group: ParameterGroup, store: SlotStore) {
-    let tensors = group.parameters.map(\.tensor)
+  init(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, weightDecay: Double) {
+    (self.params, self.grads, self.m, self.v, self.weightDecay) = (params, grads, m, v, weightDecay)
+  }
+
+  convenience init?(_ group: ParameterGroup, store: SlotStore) {
+    guard let layout = FlatLayout([group], store: store) else { return nil }
+    self.init(params: layout.whole.params, grads: layout.whole.grads, m: layout.whole.m, v: layout.whole.v,
+              weightDecay: group.weightDecay)
+  }
+
+  /// `length` elements from `start` of each buffer.
+  func slice(start: Int, length: Int, weightDecay: Double) -> FlatGroup {
+    func cut(_ t: Tensor) -> Tensor { t.narrow(dim: 0, start: start, length: length) }
+    return FlatGroup(params: cut(params), grads: cut(grads), m: cut(m), v: cut(v), weightDecay: weightDecay)
+  }
+}
+
+/// Every group of an optimizer in one set of flat buffers (`whole`), each group a contiguous slice of it, so
+/// an update runs each operation once for the whole model and only weight decay per group.
+final class FlatLayout {
+  let whole: FlatGroup
+  /// Per group, its slice (nil for an empty group).
+  let groups: [FlatGroup?]
+
+  init?(_ groups: [ParameterGroup], store: SlotStore) {
+    let tensors = groups.flatMap { $0.parameters.map(\.tensor) }
     guard let first = tensors.first,
       tensors.allSatisfy({ $0.dtype == first.dtype && $0.device == first.device })
     else { return nil }
     let total = tensors.reduce(0) { $0 + $1.count }
-    (params, grads, m, v) = withoutGradients {
+    let (params, grads, m, v) = withoutGradients {
       let flat = Tensor.cat(tensors.map { $0.detached().reshaped([-1]) })
       return (flat, Tensor.zeros([total], dtype: first.dtype, device: first.device),
               Tensor.zeros([total], dtype: first.dtype, device: first.device),
               Tensor.zeros([total], dtype: first.dtype, device: first.device))
     }
-    weightDecay = group.weightDecay
+    whole = FlatGroup(params: params, grads: grads, m: m, v: v, weightDecay: 0)
     var offset = 0
-    for p in tensors {
-      let n = p.count, shape = p.shape
-      func slice(_ t: Tensor) -> Tensor { t.narrow(dim: 0, start: offset, length: n).view(shape) }
-      p.setData(slice(params))
-      p.grad = slice(grads)
-      store.slots[ObjectIdentifier(p)] = [slice(m), slice(v)]
-      offset += n
+    var slices: [FlatGroup?] = []
+    for g in groups {
+      let start = offset
+      for p in g.parameters.map(\.tensor) {
+        let n = p.count, shape = p.shape
+        func slice(_ t: Tensor) -> Tensor { t.narrow(dim: 0, start: offset, length: n).view(shape) }
+        p.setData(slice(params))
+        p.grad = slice(grads)
+        store.slots[ObjectIdentifier(p)] = [slice(m), slice(v)]
+        offset += n
+      }
+      slices.append(offset > start ? whole.slice(start: start, length: offset - start, weightDecay: g.weightDecay) : nil)
     }
+    self.groups = slices
   }
 }
 
@@ -168,6 +198,9 @@ public final class AdamW: Optimizer {
   public let groups: [ParameterGroup]
   public let beta1: Double, beta2: Double, eps: Double
   let store = SlotStore(kind: "adamw", slotNames: ["exp_avg", "exp_avg_sq"])
+  /// All groups in one set of buffers when every parameter shares dtype and device.
+  let layout: FlatLayout?
+  /// Per group, its flat buffers (a slice of `layout`'s), or nil where the group is updated tensor by tensor.
   let flat: [FlatGroup?]
   public var stepCount: Int { store.step }
 
@@ -178,7 +211,8 @@ public final class AdamW: Optimizer {
     (beta1, beta2) = betas
     self.eps = eps
     let store = self.store
-    flat = groups.map { flatten ? FlatGroup($0, store: store) : nil }
+    layout = flatten ? FlatLayout(groups, store: store) : nil
+    flat = layout?.groups ?? groups.map { flatten ? FlatGroup($0, store: store) : nil }
   }
 
   public convenience init(_ parameters: [(name: String, tensor: Tensor)], learningRate: Double = 1e-3,
@@ -207,6 +241,12 @@ public final class AdamW: Optimizer {
     let bc2Sqrt = (1 - Foundation.pow(beta2, t)).squareRoot()
     let stepSize = learningRate / bc1
     withoutGradients {
+      if let layout {
+        for case let g? in layout.groups where g.weightDecay != 0 { g.params.mul_(1 - learningRate * g.weightDecay) }
+        let w = layout.whole
+        update(w.params, w.grads, w.m, w.v, weightDecay: 0, stepSize: stepSize, bc2Sqrt: bc2Sqrt)
+        return
+      }
       for (g, f) in zip(groups, flat) {
         if let f {
           update(f.params, f.grads, f.m, f.v, weightDecay: f.weightDecay, stepSize: stepSize, bc2Sqrt: bc2Sqrt)
@@ -223,6 +263,7 @@ public final class AdamW: Optimizer {
 
   public func zeroGrad() {
     withoutGradients {
+      if let layout { return layout.whole.grads.zero_() }
       for (g, f) in zip(groups, flat) {
         if let f { f.grads.zero_() } else { for p in g.parameters { p.tensor.zeroGrad() } }
       }
@@ -230,11 +271,11 @@ public final class AdamW: Optimizer {
   }
 
   public func clipGradients(maxNorm: Double?) -> Double {
-    guard flat.allSatisfy({ $0 != nil }) else {
+    guard layout != nil || flat.allSatisfy({ $0 != nil }) else {
       return clipOrMeasure(groups.flatMap { $0.parameters.map(\.tensor) }, maxNorm: maxNorm)
     }
     return withoutGradients {
-      let grads = flat.map { $0!.grads }
+      let grads = layout.map { [$0.whole.grads] } ?? flat.map { $0!.grads }
       let total = grads.count == 1 ? grads[0].norm(2).item() : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2).item()
       if let maxNorm {
         let coef = maxNorm / (total + 1e-6)

@@ -192,3 +192,26 @@ func rmspropMatchesHandComputedUpdates(momentum: Double) {
   withoutGradients { a.layers[0].weight.fill_(0) }
   #expect(oa.flat[0]!.params.narrow(dim: 0, start: 0, length: 15).abs().sum().item() == 0)
 }
+
+@Test(arguments: [true, false])
+func adamWLaysEveryGroupOutInOneBufferEvenWithAnEmptyGroup(_ bias: Bool) {
+  // Without biases the no-decay group is empty; with them both groups share one set of flat buffers.
+  func run(flatten: Bool) -> (MLP, AdamW) {
+    let m = MLP([3, 4, 2], bias: bias, dtype: .float64, generator: Generator(seed: 5))
+    let opt = AdamW(ParameterGroup.decayMatricesOnly(m.trainableParameters(), weightDecay: 0.1), learningRate: 0.02,
+                    flatten: flatten)
+    let x = Tensor.randn([6, 3], dtype: .float64, generator: Generator(seed: 6))
+    for _ in 0..<4 {
+      opt.zeroGrad()
+      m(x).tanh().sum().backward()
+      _ = opt.clipGradients(maxNorm: 0.3)
+      opt.step()
+    }
+    return (m, opt)
+  }
+  let (a, oa) = run(flatten: true), (b, _) = run(flatten: false)
+  #expect(oa.layout != nil)
+  #expect(oa.layout!.whole.params.count == a.parameterCount)
+  #expect((oa.flat[1] == nil) == !bias)
+  for ((n, x), (_, y)) in zip(a.namedParameters(), b.namedParameters()) { #expect(x.allClose(y, rtol: 1e-12, atol: 1e-14), "\(n)") }
+}
