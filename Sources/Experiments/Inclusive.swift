@@ -24,6 +24,11 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
   /// Optimizer steps after each batch, on every query gathered so far.
   public var updateSteps = 20
   public var learningRate = 3e-3
+  /// μ, the weight of the prior term `μ · KL(π_pre ‖ π_θ)` in units of queries **(choice)**: the loss is
+  /// `[Σ_i −log P_θ(choice_i) + μ · KL(π_pre‖π_θ)] / n`, a Bayesian prior centred on the pre-trained
+  /// policy whose pull fades as the n recorded choices accumulate (METHODS §1.1's "μ · SFT on reference
+  /// text" with the pre-trained model's own distribution as the reference, computed exactly).
+  public var priorStrength = 20.0
   /// Epistemic head: "epinet" or "ensemble"; index samples per example and per selection.
   public var epistemic = "epinet"
   public var indexSamples = 16
@@ -189,6 +194,44 @@ public final class InclusiveExperiment {
       : Epinet(features: config.dModel, priorScale: config.priorScale, generator: g)
   }
 
+  /// Index of (prompt, response) in the flattened table of all sequences.
+  func flatIndex(_ q: Query) -> [Int64] { q.shown.map { Int64(q.prompt * world.population.responseCount + $0) } }
+
+  /// −mean log P(choice) over index samples plus the prior term μ/n · KL(π_pre ‖ π) of the implied
+  /// policy `table` [P, R] (log-probabilities), where `scores` [Z, P·R] are the per-index scores of every
+  /// sequence. Every query's candidates are sequences of the enumerable table, so one forward pass over
+  /// the table scores all of them at once.
+  func feedbackLoss(scores: Tensor, table: Tensor, preTable: Tensor, queries: [Query]) -> Tensor {
+    let k = config.population.candidates, z = scores.size(0)
+    let index = Tensor(queries.flatMap(flatIndex))
+    let shown = scores.indexSelect(dim: 1, index: index).reshaped([z * queries.count, k])
+    let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, queries.count]).reshaped([-1])
+    var loss = ChoiceLoss.compute(scores: shown, chosen: chosen).loss
+    if config.priorStrength > 0 {
+      let kl = (preTable.exp() * (preTable - table)).sum(dim: 1).mean()
+      loss = loss + kl * (config.priorStrength / Double(queries.count))
+    }
+    return loss
+  }
+
+  /// Runs `updateSteps` optimizer steps of `loss`, stopping on a non-finite value.
+  func fit(_ opt: AdamW, queries: Int, _ loss: () -> Tensor) throws {
+    for _ in 0..<config.updateSteps {
+      opt.zeroGrad()
+      let l = loss()
+      let value = l.item()
+      guard value.isFinite else { throw NonFiniteError(step: queries, metric: "choice loss", value: value) }
+      l.backward()
+      _ = opt.clipGradients(maxNorm: 1)
+      opt.step()
+    }
+  }
+
+  /// A simulated person answers a question about prompt x showing `shown`.
+  func ask(_ x: Int, _ shown: [Int], rng: inout SplitMix64) -> Query {
+    Query(prompt: x, shown: shown, choice: world.population.answer(prompt: x, candidates: shown, rng: &rng).choice)
+  }
+
   /// One feedback loop: select → a simulated person chooses → update the model with the choice
   /// likelihood jointly with the epistemic head; KL(p*‖π) and held-out log-loss after every batch.
   public func run(rule: SelectionRule, seed: Int, pretrained: [String: Tensor]) throws -> RunResult {
@@ -201,106 +244,94 @@ public final class InclusiveExperiment {
     let gen = Generator(seed: s &+ 0x5A)
     var rng = SplitMix64(seed: s &* 7919 &+ UInt64(SelectionRule.allCases.firstIndex(of: rule)!))
     let held = heldOut(seed: s)
+    let (p, r) = (config.population.prompts, world.population.responseCount)
     var queries: [Query] = []
-    var table = withoutGradients { world.policyTable(model) }
-    var curve = [CurvePoint(queries: 0, kl: world.meanKL(table), heldOutLogLoss: logLoss(table, held))]
-    let pop = world.population
+    func scoreTable() -> (table: Tensor, features: Tensor) {
+      let (lp, phi) = world.score(model, world.allSequences)
+      return (lp.reshaped([p, r]), phi)
+    }
+    let preTable = withoutGradients { scoreTable().table }
+    var curve = [CurvePoint(queries: 0, kl: world.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     for _ in 0..<(config.budget / config.batchSize) {
-      // Ask a batch of questions chosen by the rule from the current policy's samples.
+      // Ask a batch of questions chosen by the rule among samples of the current policy.
+      let (table, phi) = withoutGradients { scoreTable() }
       let probs = table.exp()
       for _ in 0..<config.batchSize {
-        let x = Int(rng.next() % UInt64(config.population.prompts))
+        let x = Int(rng.next() % UInt64(p))
         let candidates = probs[x].multinomial(config.candidates, replacement: false, generator: gen).toArray(Int.self)
+        let rows = Tensor(candidates.map { Int64(x * r + $0) })
         let samples: [[Double]] = withoutGradients {
-          let (lp, phi) = world.score(model, world.sequences(prompts: Array(repeating: x, count: candidates.count),
-                                                             responses: candidates))
           let z = head.sampleIndices(config.indexSamples, generator: gen)
-          let r = lp.unsqueezed(dim: 0) + head.perturbation(features: phi, indices: z)
-          return (0..<config.indexSamples).map { r[$0].toArray(Double.self) }
+          let scores = table[x].indexSelect(dim: 0, index: Tensor(candidates.map { Int64($0) })).unsqueezed(dim: 0)
+            + head.perturbation(features: phi.indexSelect(dim: 0, index: rows), indices: z)
+          return (0..<config.indexSamples).map { scores[$0].toArray(Double.self) }
         }
         let picked = QuerySelection.select(rule, samples: samples, k: config.population.candidates, rng: &rng)
-        let shown = picked.map { candidates[$0] }
-        queries.append(Query(prompt: x, shown: shown, choice: pop.answer(prompt: x, candidates: shown, rng: &rng).choice))
+        queries.append(ask(x, picked.map { candidates[$0] }, rng: &rng))
       }
       // Fit the model's own likelihood (plus the head's perturbation) to every choice so far.
-      let k = config.population.candidates
-      let seqs = world.sequences(prompts: queries.flatMap { q in Array(repeating: q.prompt, count: k) },
-                                 responses: queries.flatMap(\.shown))
-      let chosen = Tensor(queries.map { Int64($0.choice) })
-      for _ in 0..<config.updateSteps {
-        opt.zeroGrad()
-        let (lp, phi) = world.score(model, seqs)
+      try fit(opt, queries: queries.count) {
+        let (table, phi) = scoreTable()
         let z = head.sampleIndices(config.indexSamples, generator: gen)
-        let r = lp.unsqueezed(dim: 0) + head.perturbation(features: phi, indices: z)  // [Z, Q·K]
-        let scores = r.reshaped([config.indexSamples * queries.count, k])
-        let choices = chosen.unsqueezed(dim: 0).expanded(to: [config.indexSamples, queries.count]).reshaped([-1])
-        var loss = ChoiceLoss.compute(scores: scores, chosen: choices).loss
+        let scores = table.reshaped([1, p * r]) + head.perturbation(features: phi, indices: z)
+        var loss = feedbackLoss(scores: scores, table: table, preTable: preTable, queries: queries)
         if let reg = head.regularizer(dataSize: queries.count) { loss = loss + reg }
-        let value = loss.item()
-        guard value.isFinite else { throw NonFiniteError(step: queries.count, metric: "choice loss", value: value) }
-        loss.backward()
-        _ = opt.clipGradients(maxNorm: 1)
-        opt.step()
+        return loss
       }
-      table = withoutGradients { world.policyTable(model) }
-      curve.append(CurvePoint(queries: queries.count, kl: world.meanKL(table), heldOutLogLoss: logLoss(table, held)))
+      let after = withoutGradients { scoreTable().table }
+      curve.append(CurvePoint(queries: queries.count, kl: world.meanKL(after), heldOutLogLoss: logLoss(after, held)))
     }
     return RunResult(rule: rule.rawValue, seed: seed, curve: curve)
   }
 
-  /// The classic pipeline on the same kind of (passive) queries: a separate reward model — the same
-  /// small transformer with a scalar head, trained with the choice loss — then the exact KL-regularised
+  /// The classic pipeline on passive queries from the pre-trained policy: a separate reward model (the
+  /// pre-trained transformer with a zero-initialised scalar head on its last hidden state) trained with
+  /// the choice loss and the same prior term on the policy it implies, then the exact KL-regularised
   /// policy update π(y|x) ∝ π_pre(y|x)·exp(r(x, y)/β) over the enumerable response space.
   public func runBaseline(seed: Int, pretrained: [String: Tensor]) throws -> RunResult {
     let s = UInt64(seed)
     let policy = world.makeModel(seed: s)
     try policy.load(stateDict: pretrained)
+    let (p, r) = (config.population.prompts, world.population.responseCount)
     let preTable = withoutGradients { world.policyTable(policy) }
-    let rmLM = world.makeModel(seed: s &+ 101)
-    let rm = RewardModel(lm: rmLM, generator: Generator(seed: s &+ 102))
+    let rmLM = world.makeModel(seed: s)
+    try rmLM.load(stateDict: pretrained)
+    let rm = RewardModel(lm: rmLM)
+    withoutGradients { rm.score.weight.zero_() }
     let opt = AdamW(rmLM.trainableParameters() + [("score.weight", rm.score.weight)], learningRate: config.learningRate,
                     weightDecay: 0)
     let gen = Generator(seed: s &+ 0x5A)
     var rng = SplitMix64(seed: s &* 7919)
     let held = heldOut(seed: s)
-    let pop = world.population
     var queries: [Query] = []
-    func rewards(_ seqs: Tensor) -> Tensor {
-      rm.score(world.score(rmLM, seqs).features).squeezed(dim: -1)
-    }
-    func policyAfterUpdate() -> Tensor {
-      withoutGradients {
-        let r = rewards(world.allSequences).reshaped(preTable.shape)
-        return (preTable + r / config.baselineBeta).logSoftmax(dim: 1)
-      }
-    }
+    func rewards() -> Tensor { rm.score(world.score(rmLM, world.allSequences).features).reshaped([1, p * r]) }
+    func updatedPolicy(_ rewards: Tensor) -> Tensor { (preTable + rewards.reshaped([p, r]) / config.baselineBeta).logSoftmax(dim: 1) }
     var curve = [CurvePoint(queries: 0, kl: world.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     let probs = preTable.exp()
     for _ in 0..<(config.budget / config.batchSize) {
       for _ in 0..<config.batchSize {
-        let x = Int(rng.next() % UInt64(config.population.prompts))
+        let x = Int(rng.next() % UInt64(p))
         let candidates = probs[x].multinomial(config.candidates, replacement: false, generator: gen).toArray(Int.self)
-        let shown = Array(candidates.prefix(config.population.candidates))
-        queries.append(Query(prompt: x, shown: shown, choice: pop.answer(prompt: x, candidates: shown, rng: &rng).choice))
+        queries.append(ask(x, Array(candidates.prefix(config.population.candidates)), rng: &rng))
       }
-      let k = config.population.candidates
-      let seqs = world.sequences(prompts: queries.flatMap { q in Array(repeating: q.prompt, count: k) },
-                                 responses: queries.flatMap(\.shown))
-      let chosen = Tensor(queries.map { Int64($0.choice) })
-      for _ in 0..<config.updateSteps {
-        opt.zeroGrad()
-        let loss = ChoiceLoss.compute(scores: rewards(seqs).reshaped([queries.count, k]), chosen: chosen).loss
-        loss.backward()
-        _ = opt.clipGradients(maxNorm: 1)
-        opt.step()
+      try fit(opt, queries: queries.count) {
+        let r = rewards()
+        return feedbackLoss(scores: r, table: updatedPolicy(r), preTable: preTable, queries: queries)
       }
-      let table = policyAfterUpdate()
+      let table = withoutGradients { updatedPolicy(rewards()) }
       curve.append(CurvePoint(queries: queries.count, kl: world.meanKL(table), heldOutLogLoss: logLoss(table, held)))
     }
     return RunResult(rule: "baseline_rm_policy", seed: seed, curve: curve)
   }
 
-  /// The pre-trained weights for a seed (pre-training on p_0 is shared by every rule of that seed).
+  /// KL(p*‖π) of a model with these weights.
+  public func meanKL(_ weights: [String: Tensor]) -> Double {
+    let model = world.makeModel(seed: 0)
+    try! model.load(stateDict: weights)
+    return world.meanKL(withoutGradients { world.policyTable(model) })
+  }
+
+  /// The pre-trained weights (pre-training on p_0 is shared by every rule and seed).
   public func pretrained(seed: Int) -> [String: Tensor] {
     let model = world.makeModel(seed: UInt64(seed))
     world.pretrain(model)

@@ -64,20 +64,18 @@ public enum InclusiveRunner {
     }
     try configData.write(to: configURL, options: .atomic)
 
-    // Pre-train once per seed (shared by all its rules), then run every job; each worker is one thread.
+    // Pre-train once (every rule and seed starts from the same model), then run every job on its own thread.
     Torch.threads = 1
     let seeds = Array(0..<config.seeds)
-    let pretrained = Locked([Int: [String: Tensor]]())
-    DispatchQueue.concurrentPerform(iterations: seeds.count) { i in
-      let file = runs.appendingPathComponent("pretrained-seed\(seeds[i]).safetensors")
-      let weights = (try? Safetensors.load(file)) ?? {
-        let w = experiment.pretrained(seed: seeds[i])
-        try? Safetensors.save(w, to: file)
-        progress("pre-trained seed \(seeds[i])")
-        return w
-      }()
-      pretrained.mutate { $0[seeds[i]] = weights }
-    }
+    let file = runs.appendingPathComponent("pretrained.safetensors")
+    let weights = try (try? Safetensors.load(file)) ?? {
+      Torch.threads = ProcessInfo.processInfo.activeProcessorCount
+      let w = experiment.pretrained(seed: 0)
+      Torch.threads = 1
+      try Safetensors.save(w, to: file)
+      progress(String(format: "pre-trained on p_0 (KL(p*‖π_pre) %.4f)", experiment.meanKL(w)))
+      return w
+    }()
     let jobs: [(rule: SelectionRule?, seed: Int)] = seeds.flatMap { s in config.rules.map { ($0, s) } + [(nil, s)] }
     let results = Locked([RunResult]())
     let failure = Locked<Error?>(nil)
@@ -91,7 +89,6 @@ public enum InclusiveRunner {
         return
       }
       do {
-        let weights = pretrained.value[seed]!
         let r = try rule.map { try experiment.run(rule: $0, seed: seed, pretrained: weights) }
           ?? experiment.runBaseline(seed: seed, pretrained: weights)
         try JSONEncoder().encode(r).write(to: file, options: .atomic)

@@ -23,25 +23,47 @@ struct InclusiveCommand: ParsableCommand {
       """)
 
   @Option(help: "Directory for the runs and the report.") var out = "out/inclusive"
-  @Option(help: "Seeds per rule.") var seeds: Int?
-  @Option(help: "Queries per run.") var budget: Int?
-  @Option(help: "Queries between model updates.") var batchSize: Int?
-  @Option(help: "Epistemic head: epinet or ensemble.") var epistemic: String?
-  @Option(help: "Comma-separated rules among passive, boltzmann, infomax, double_ts.") var rules: String?
+  @Option(help: "Prompts of the didactic population (default 4).") var prompts: Int?
+  @Option(help: "Symbols per response position, V (default 8).") var vocabulary: Int?
+  @Option(help: "Tokens per response, L; the response space has V^L elements (default 3).") var length: Int?
+  @Option(help: "Comma-separated weights of the person types, one per type (default 0.5,0.3,0.2).") var weights: String?
+  @Option(help: "How peaked each type's preferences are (default 1).") var sharpness: Double?
+  @Option(help: "Share of the majority type in the pre-training prior p_0, the rest uniform (default 0.9).") var priorMix: Double?
+  @Option(help: "K, responses shown per query (default 2).") var shown: Int?
+  @Option(help: "Seeds per rule (default 5).") var seeds: Int?
+  @Option(help: "Queries per run (default 240).") var budget: Int?
+  @Option(help: "Queries between model updates (default 20).") var batchSize: Int?
+  @Option(help: "Candidates sampled from the policy per query, from which the rule picks K (default 8).") var candidates: Int?
+  @Option(help: "Epistemic head: epinet or ensemble (default epinet).") var epistemic: String?
+  @Option(help: "Index samples z per example and per selection (ensemble size for ensemble; default 16).") var indexSamples: Int?
+  @Option(help: "β, the scale of the epistemic head's frozen prior network (default 1).") var priorScale: Double?
+  @Option(help: "Comma-separated rules among passive, boltzmann, infomax, double_ts (passive is always run).") var rules: String?
   @Option(help: "Target KL (default: the passive rule's final KL).") var targetKl: Double?
-  @Option(help: "Optimizer steps after each batch of queries.") var updateSteps: Int?
-  @Option(help: "Transformer layers.") var layers: Int?
+  @Option(help: "Optimizer steps after each batch of queries, on every query so far (default 20).") var updateSteps: Int?
+  @Option(help: "AdamW learning rate of the feedback updates (default 3e-3).") var learningRate: Double?
+  @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries (default 20).") var priorStrength: Double?
+  @Option(help: "Pre-training steps on p_0 (default 300).") var pretrainSteps: Int?
+  @Option(help: "β of the baseline's KL-regularised policy update π ∝ π_pre·exp(r/β) (default 1).") var baselineBeta: Double?
+  @Option(help: "Transformer layers (default 2).") var layers: Int?
   @Option(help: "A YAML file of these options (e.g. `seeds: 5`); flags override it.") var config: String?
   @Flag(help: "Print summary.json's content as one JSON object on stdout (progress goes to stderr).") var json = false
 
   func run() throws {
     var c = InclusiveConfig()
-    if let updateSteps { c.updateSteps = updateSteps }
-    if let layers { c.layers = layers }
-    if let seeds { c.seeds = seeds }
-    if let budget { c.budget = budget }
-    if let batchSize { c.batchSize = batchSize }
-    if let epistemic { c.epistemic = epistemic }
+    func set<T>(_ value: T?, _ key: WritableKeyPath<InclusiveConfig, T>) { if let value { c[keyPath: key] = value } }
+    set(seeds, \.seeds); set(budget, \.budget); set(batchSize, \.batchSize); set(candidates, \.candidates)
+    set(epistemic, \.epistemic); set(indexSamples, \.indexSamples); set(priorScale, \.priorScale)
+    set(updateSteps, \.updateSteps); set(learningRate, \.learningRate); set(priorStrength, \.priorStrength)
+    set(pretrainSteps, \.pretrainSteps); set(baselineBeta, \.baselineBeta); set(layers, \.layers)
+    set(prompts, \.population.prompts); set(vocabulary, \.population.vocabulary); set(length, \.population.length)
+    set(sharpness, \.population.sharpness); set(priorMix, \.population.priorMix); set(shown, \.population.candidates)
+    if let weights {
+      c.population.weights = try weights.split(separator: ",").map {
+        guard let w = Double($0.trimmingCharacters(in: .whitespaces)) else { throw UserError("--weights: '\($0)' is not a number") }
+        return w
+      }
+      c.population.types = c.population.weights.count
+    }
     if let targetKl { c.targetKL = targetKl }
     if let rules {
       c.rules = try rules.split(separator: ",").map { name in
