@@ -2,7 +2,7 @@
 export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 
-.PHONY: demo test bench build release bootstrap clean
+.PHONY: demo demo-addition test bench build release bootstrap clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -17,10 +17,16 @@ test: bootstrap
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-# Trains a small Llama-architecture model from scratch to add two numbers (about 10 s on two cores),
-# then asks it about sums it never saw.
+# Shatter's headline: inclusive fine-tuning with active exploration on the didactic population (every
+# rule × 5 seeds plus the classic RM→policy baseline; a few minutes on two cores, resumable). Prints the
+# summary table and the report's path (out/inclusive/report.md with SVG plots).
 demo: release
 	.build/release/shatter version
+	.build/release/shatter experiment inclusive --out out/inclusive
+
+# A second tour: trains a small Llama-architecture model from scratch to add two numbers, then asks it
+# about sums it never saw.
+demo-addition: release
 	.build/release/shatter train sft --init llama --layers 2 --d-model 128 --heads 4 --max-positions 32 \
 	  --data examples/addition.jsonl --out out/addition --steps 600 --batch-size 32 --lr 2e-3 --warmup 30
 	@for p in $$(sed -n 's/.*"prompt": "\([^"]*\)".*/\1/p' examples/addition-heldout.jsonl | head -5); do \

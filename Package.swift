@@ -53,7 +53,7 @@ let package = Package(
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),
     .target(name: "Worlds"),
     .target(name: "Experiments", dependencies: ["Worlds", "Alignment", "LM", "NN", "Torch"]),
-    .testTarget(name: "WorldsTests", dependencies: ["Worlds"]),
+    .testTarget(name: "WorldsTests", dependencies: ["Worlds", "Experiments", "Alignment", "Torch"]),
   ],
   cxxLanguageStandard: .cxx17
 )

@@ -8,13 +8,17 @@ import Worlds
 /// The configuration of `shatter experiment inclusive`; every field has a default that runs on two
 /// cores in minutes.
 public struct InclusiveConfig: Codable, Sendable, Equatable {
-  public var population = PopulationConfig()
+  /// The default world is small enough that a few hundred pairwise choices carry real information
+  /// **(choice)**: 2 prompts, responses of 2 tokens over 4 symbols (16 per prompt), 3 types of sharpness
+  /// 1.5. Larger response spaces or sharper types need many more queries, because a single Luce model
+  /// fitted to a mixture of types is misspecified (see docs/INCLUSIVE.md).
+  public var population = PopulationConfig(prompts: 2, vocabulary: 4, length: 2, sharpness: 1.5)
   /// The small transformer that is at once policy, reward and transition function.
   public var layers = 2
   public var dModel = 32
   public var heads = 4
   /// Pre-training on p_0 by exact expected log-likelihood.
-  public var pretrainSteps = 300
+  public var pretrainSteps = 1000
   public var pretrainLearningRate = 1e-2
   /// Queries per run, and queries gathered between updates.
   public var budget = 240
@@ -23,12 +27,12 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
   public var candidates = 8
   /// Optimizer steps after each batch, on every query gathered so far.
   public var updateSteps = 20
-  public var learningRate = 3e-3
+  public var learningRate = 1e-3
   /// μ, the weight of the prior term `μ · KL(π_pre ‖ π_θ)` in units of queries **(choice)**: the loss is
   /// `[Σ_i −log P_θ(choice_i) + μ · KL(π_pre‖π_θ)] / n`, a Bayesian prior centred on the pre-trained
   /// policy whose pull fades as the n recorded choices accumulate (METHODS §1.1's "μ · SFT on reference
   /// text" with the pre-trained model's own distribution as the reference, computed exactly).
-  public var priorStrength = 20.0
+  public var priorStrength = 50.0
   /// Epistemic head: "epinet" or "ensemble"; index samples per example and per selection.
   public var epistemic = "epinet"
   public var indexSamples = 16

@@ -26,7 +26,7 @@ public struct PopulationConfig: Codable, Sendable, Equatable {
   public var seed: UInt64
 
   public init(prompts: Int = 4, vocabulary: Int = 8, length: Int = 3, types: Int = 3,
-              weights: [Double] = [0.5, 0.3, 0.2], sharpness: Double = 1.0, priorMix: Double = 0.9,
+              weights: [Double] = [0.5, 0.3, 0.2], sharpness: Double = 2.0, priorMix: Double = 0.9,
               candidates: Int = 2, seed: UInt64 = 0) {
     self.prompts = prompts
     self.vocabulary = vocabulary

@@ -23,11 +23,11 @@ struct InclusiveCommand: ParsableCommand {
       """)
 
   @Option(help: "Directory for the runs and the report.") var out = "out/inclusive"
-  @Option(help: "Prompts of the didactic population (default 4).") var prompts: Int?
-  @Option(help: "Symbols per response position, V (default 8).") var vocabulary: Int?
-  @Option(help: "Tokens per response, L; the response space has V^L elements (default 3).") var length: Int?
+  @Option(help: "Prompts of the didactic population (default 2).") var prompts: Int?
+  @Option(help: "Symbols per response position, V (default 4).") var vocabulary: Int?
+  @Option(help: "Tokens per response, L; the response space has V^L elements (default 2).") var length: Int?
   @Option(help: "Comma-separated weights of the person types, one per type (default 0.5,0.3,0.2).") var weights: String?
-  @Option(help: "How peaked each type's preferences are (default 1).") var sharpness: Double?
+  @Option(help: "How peaked each type's preferences are (default 1.5).") var sharpness: Double?
   @Option(help: "Share of the majority type in the pre-training prior p_0, the rest uniform (default 0.9).") var priorMix: Double?
   @Option(help: "K, responses shown per query (default 2).") var shown: Int?
   @Option(help: "Seeds per rule (default 5).") var seeds: Int?
@@ -40,9 +40,9 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "Comma-separated rules among passive, boltzmann, infomax, double_ts (passive is always run).") var rules: String?
   @Option(help: "Target KL (default: the passive rule's final KL).") var targetKl: Double?
   @Option(help: "Optimizer steps after each batch of queries, on every query so far (default 20).") var updateSteps: Int?
-  @Option(help: "AdamW learning rate of the feedback updates (default 3e-3).") var learningRate: Double?
-  @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries (default 20).") var priorStrength: Double?
-  @Option(help: "Pre-training steps on p_0 (default 300).") var pretrainSteps: Int?
+  @Option(help: "AdamW learning rate of the feedback updates (default 1e-3).") var learningRate: Double?
+  @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries (default 50).") var priorStrength: Double?
+  @Option(help: "Pre-training steps on p_0 (default 1000).") var pretrainSteps: Int?
   @Option(help: "β of the baseline's KL-regularised policy update π ∝ π_pre·exp(r/β) (default 1).") var baselineBeta: Double?
   @Option(help: "Transformer layers (default 2).") var layers: Int?
   @Option(help: "A YAML file of these options (e.g. `seeds: 5`); flags override it.") var config: String?

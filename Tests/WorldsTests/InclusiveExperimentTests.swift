@@ -1,0 +1,89 @@
+import Alignment
+import Experiments
+import Foundation
+import Testing
+import Torch
+@testable import Experiments
+
+@Suite struct InclusiveExperimentTests {
+  /// A small configuration: 2 seeds, 60 queries, passive and double TS.
+  static var small: InclusiveConfig {
+    var c = InclusiveConfig()
+    c.seeds = 2
+    c.budget = 60
+    c.batchSize = 20
+    c.pretrainSteps = 300
+    c.rules = [.passive, .doubleThompson]
+    return c
+  }
+
+  static func tempDir() -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-inclusive-\(UUID().uuidString)")
+    try? FileManager.default.removeItem(at: url)
+    return url
+  }
+
+  @Test func runsLearnsWritesTheReportAndResumes() throws {
+    let out = Self.tempDir()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let ran = Locked([String]())
+    let summary = try InclusiveRunner.run(Self.small, out: out) { line in ran.mutate { $0.append(line) } }
+    // Pre-training moves the model to the prior, and the choices move it towards the population.
+    #expect(abs(summary.pretrainedKL - summary.priorKL) < 0.15)
+    let passive = try #require(summary.rules["passive"])
+    #expect(passive.finalKL < summary.pretrainedKL)
+    #expect(passive.meanCurve.map(\.queries) == [0, 20, 40, 60])
+    #expect(summary.targetKL == passive.finalKL)
+    // Files: one metrics line per (run, point); summary.json in the documented shape; plots with titles.
+    let metrics = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    #expect(metrics.split(separator: "\n").count == 3 * 2 * 4)
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as! [String: Any]
+    #expect(json["target_kl"] is Double)
+    let rules = try #require(json["rules"] as? [String: [String: Any]])
+    #expect(Set(rules.keys) == ["passive", "double_ts"])
+    #expect(rules["passive"]?["queries_to_target"] is Double && (rules["passive"]?["ci95"] as? [Double])?.count == 2)
+    #expect(json["baseline_rm_policy"] is [String: Any])
+    let plot = try String(contentsOf: out.appendingPathComponent("kl_vs_queries.svg"), encoding: .utf8)
+    #expect(plot.hasPrefix("<svg") && plot.contains("queries") && plot.contains("KL"))
+    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("queries_to_target.svg").path))
+    #expect(try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8).contains("| passive |"))
+    // A second call finds every run finished: nothing is recomputed and the summary is identical.
+    let before = ran.value.count
+    let again = try InclusiveRunner.run(Self.small, out: out) { line in ran.mutate { $0.append(line) } }
+    #expect(ran.value.count == before)
+    #expect(again.rules["double_ts"]?.finalKL == summary.rules["double_ts"]?.finalKL)
+    // A different configuration in the same directory is refused rather than mixed in.
+    var other = Self.small
+    other.budget = 40
+    #expect(throws: ExperimentError.self) { try InclusiveRunner.run(other, out: out) }
+  }
+
+  @Test func summaryCountsQueriesToTargetAndBands() throws {
+    let e = try InclusiveExperiment(config: Self.small)
+    func run(_ rule: String, _ seed: Int, _ kls: [Double]) -> RunResult {
+      RunResult(rule: rule, seed: seed, curve: kls.enumerated().map { CurvePoint(queries: 20 * $0.offset, kl: $0.element, heldOutLogLoss: 0) })
+    }
+    let results = [run("passive", 0, [1, 0.8, 0.6, 0.5]), run("passive", 1, [1, 0.9, 0.7, 0.7]),
+                   run("double_ts", 0, [1, 0.5, 0.4, 0.3]), run("double_ts", 1, [1, 0.7, 0.6, 0.6]),
+                   run("baseline_rm_policy", 0, [1, 1, 1, 1]), run("baseline_rm_policy", 1, [1, 1, 1, 1])]
+    let s = InclusiveRunner.summarize(results, config: Self.small, experiment: e)
+    #expect(abs(s.targetKL - 0.6) < 1e-12)  // passive's mean final KL
+    // Passive: seed 0 reaches 0.6 at 40 queries, seed 1 never (counted as the budget, 60).
+    #expect(s.rules["passive"]!.queriesToTarget == 50 && s.rules["passive"]!.reached == 1)
+    #expect(s.rules["double_ts"]!.queriesToTarget == 30 && s.rules["double_ts"]!.reached == 2)
+    #expect(s.baseline.reached == 0)
+    // 95% band: mean ± 1.96·sd/√n with the n−1 sample deviation.
+    let band = s.rules["double_ts"]!
+    let half = 1.96 * (0.02 as Double).squareRoot() / 2.0.squareRoot()
+    #expect(abs(band.klHigh[1] - (0.6 + half)) < 1e-12 && abs(band.klLow[1] - (0.6 - half)) < 1e-12)
+  }
+
+  @Test func badConfigurationsAreRefusedWithTheirName() {
+    var c = InclusiveConfig()
+    c.budget = 50
+    #expect(throws: ExperimentError.self) { try InclusiveExperiment(config: c) }
+    c = InclusiveConfig()
+    c.epistemic = "bayes"
+    #expect { try InclusiveExperiment(config: c) } throws: { "\($0)".contains("epistemic") }
+  }
+}
