@@ -278,9 +278,10 @@ public struct DidacticPopulation: Sendable {
       guard (0..<q.candidates.count).contains(q.choice) else {
         throw WorldsError("query \(n): choice \(q.choice) is out of range for \(q.candidates.count) candidates")
       }
-      let candidates = q.candidates.map { Self.jsonString(responseText($0)) }.joined(separator: ", ")
-      out += "{\"prompt\": \(Self.jsonString(promptText(q.prompt))), \"candidates\": [\(candidates)], "
-        + "\"choice\": \(q.choice)}\n"
+      let object: [String: Any] = ["prompt": promptText(q.prompt), "candidates": q.candidates.map(responseText),
+                                   "choice": q.choice]
+      let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+      out += String(decoding: line, as: UTF8.self) + "\n"
     }
     do {
       try Data(out.utf8).write(to: url, options: .atomic)
@@ -291,21 +292,6 @@ public struct DidacticPopulation: Sendable {
 
   // MARK: Private
 
-  static func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-      default: out.unicodeScalars.append(scalar)
-      }
-    }
-    return out + "\""
-  }
 
   private func checkType(_ type: Int) {
     precondition((0..<types).contains(type), "type \(type) out of range 0..<\(types)")
