@@ -117,11 +117,6 @@ struct InclusiveWorld {
     return (lp, hidden.select(dim: 1, index: l))
   }
 
-  func sequences(prompts: [Int], responses: [Int]) -> Tensor {
-    let r = population.responseCount
-    return allSequences.indexSelect(dim: 0, index: Tensor(zip(prompts, responses).map { Int64($0 * r + $1) }))
-  }
-
   /// The exact policy table log π(·|x) [P, R].
   func policyTable(_ model: any CausalLM) -> Tensor {
     score(model, allSequences).logProbs.reshaped([config.population.prompts, population.responseCount])
@@ -176,7 +171,7 @@ public final class InclusiveExperiment {
         let y = Int(rng.next() % UInt64(pop.responseCount))
         if !shown.contains(y) { shown.append(y) }
       }
-      return Query(prompt: x, shown: shown, choice: pop.answer(prompt: x, candidates: shown, rng: &rng).choice)
+      return ask(x, shown, rng: &rng)
     }
   }
 

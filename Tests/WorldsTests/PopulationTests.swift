@@ -310,6 +310,5 @@ import Testing
     #expect(throws: WorldsError.self) { try population.writeQueries([(prompt: 9, candidates: [1, 2], choice: 0)], to: url) }
     #expect(throws: WorldsError.self) { try population.writeQueries([(prompt: 0, candidates: [1, 600], choice: 0)], to: url) }
     #expect(try String(contentsOf: url, encoding: .utf8).split(separator: "\n").count == 5)
-    #expect(DidacticPopulation.jsonString("a\"b\\c\n") == #""a\"b\\c\n""#)
   }
 }
