@@ -38,7 +38,9 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
   public var indexSamples = 16
   public var priorScale = 1.0
   public var rules: [SelectionRule] = SelectionRule.allCases
-  public var seeds = 5
+  /// Seeds per rule: 20 by default because with 5 the queries-to-target intervals of rules that are in
+  /// fact equal differ by a factor of 0.7 or more from noise alone (docs/INCLUSIVE.md).
+  public var seeds = 20
   /// Held-out population choices for the choice log-loss.
   public var heldOutQueries = 200
   /// The classic pipeline's KL-regularised policy update: π ∝ π_pre · exp(r / β).

@@ -41,6 +41,9 @@ public struct InclusiveSummary: Codable, Sendable {
   public let budget: Int
   public let rules: [String: RuleSummary]
   public let baseline: RuleSummary
+  /// The smallest ratio of queries (any rule / passive) the world allows asymptotically; nil when it is not
+  /// computed (K ≠ 2 or a large response space). See `QueryDesignBound`.
+  public let designBound: QueryDesignBound?
 }
 
 /// Runs every (rule, seed) of the experiment — in parallel on the available cores, resumably (finished
@@ -128,7 +131,7 @@ public enum InclusiveRunner {
     let pretrainedKL = Interval(curves(SelectionRule.passive.rawValue).map { $0[0].kl }).mean
     return InclusiveSummary(targetKL: target, priorKL: experiment.priorKL, pretrainedKL: pretrainedKL, budget: config.budget,
                             rules: Dictionary(uniqueKeysWithValues: config.rules.map { ($0.rawValue, summary($0.rawValue)) }),
-                            baseline: summary("baseline_rm_policy"))
+                            baseline: summary("baseline_rm_policy"), designBound: experiment.world.population.queryDesignBound())
   }
 
   /// The `--json` object: summary.json's content.
@@ -137,8 +140,10 @@ public enum InclusiveRunner {
       ["final_kl": r.finalKL, "final_kl_ci95": r.finalKLCI95, "queries_to_target": r.queriesToTarget, "ci95": r.ci95,
        "reached": r.reached, "seeds": r.seeds]
     }
-    return ["target_kl": s.targetKL, "prior_kl": s.priorKL, "pretrained_kl": s.pretrainedKL, "budget": s.budget,
-            "rules": s.rules.mapValues(rule), "baseline_rm_policy": rule(s.baseline)]
+    var json: [String: Any] = ["target_kl": s.targetKL, "prior_kl": s.priorKL, "pretrained_kl": s.pretrainedKL,
+                               "budget": s.budget, "rules": s.rules.mapValues(rule), "baseline_rm_policy": rule(s.baseline)]
+    if let b = s.designBound { json["design_bound"] = ["ratio": b.ratio, "per_prompt": b.perPrompt] }
+    return json
   }
 
   static func write(_ s: InclusiveSummary, results: [RunResult], config: InclusiveConfig, to out: URL) throws {
@@ -155,7 +160,12 @@ public enum InclusiveRunner {
       .write(to: out.appendingPathComponent("summary.json"), options: .atomic)
     let all = s.rules.sorted { $0.key < $1.key } + [("baseline_rm_policy", s.baseline)]
     try Data(Plots.klCurves(all, target: s.targetKL).utf8).write(to: out.appendingPathComponent("kl_vs_queries.svg"), options: .atomic)
-    try Data(Plots.queriesToTarget(s.rules.sorted { $0.key < $1.key }, budget: s.budget).utf8)
+    var marks: [(Double, String)] = []
+    if let passive = s.rules[SelectionRule.passive.rawValue]?.queriesToTarget {
+      marks.append((passive / 3, "⅓ of passive"))
+      if let b = s.designBound { marks.append((passive * b.ratio, String(format: "design bound (%.2f×)", b.ratio))) }
+    }
+    try Data(Plots.queriesToTarget(s.rules.sorted { $0.key < $1.key }, budget: s.budget, marks: marks).utf8)
       .write(to: out.appendingPathComponent("queries_to_target.svg"), options: .atomic)
     try Data(report(s, config: config).utf8).write(to: out.appendingPathComponent("report.md"), options: .atomic)
   }
@@ -202,7 +212,16 @@ public enum InclusiveRunner {
 
         """, name, b.queriesToTarget, passive.queriesToTarget, ratio, config.baselineBeta, s.baseline.finalKL, passive.finalKL)
     }
+    if let line = designBoundLine(s) { text += "\n" + line + "\n" }
     return text
+  }
+
+  /// One sentence on the world's design bound, for the report and the CLI.
+  public static func designBoundLine(_ s: InclusiveSummary) -> String? {
+    s.designBound.map {
+      String(format: "Design bound: in this world no selection rule can need fewer than %.2f of passive's queries "
+        + "(asymptotically, even with exact uncertainty and a well-specified choice model; docs/INCLUSIVE.md).", $0.ratio)
+    }
   }
 }
 

@@ -63,8 +63,9 @@ enum Plots {
     return s + "</svg>\n"
   }
 
-  /// Mean queries needed to reach the target per rule, with 95% intervals over seeds.
-  static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int) -> String {
+  /// Mean queries needed to reach the target per rule, with 95% intervals over seeds, and dashed reference
+  /// levels `marks` (value, label), e.g. the least any rule can need by the design bound.
+  static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int, marks: [(Double, String)] = []) -> String {
     let yMax = Double(budget) * 1.1
     let slot = (width - left - right) / Double(Swift.max(rules.count, 1))
     func py(_ y: Double) -> Double { height - bottom - (height - top - bottom) * y / yMax }
@@ -80,6 +81,11 @@ enum Plots {
     }
     s += "<line x1=\"\(left)\" y1=\"\(py(Double(budget)))\" x2=\"\(width - right)\" y2=\"\(py(Double(budget)))\" stroke=\"gray\" stroke-dasharray=\"4 4\"/>"
     s += "<text x=\"\(width - right + 6)\" y=\"\(py(Double(budget)) + 4)\">budget</text>\n"
+    for (i, (value, label)) in marks.enumerated() {
+      let c = ["#555555", "#b8860b"][i % 2]
+      s += "<line x1=\"\(left)\" y1=\"\(py(value))\" x2=\"\(width - right)\" y2=\"\(py(value))\" stroke=\"\(c)\" stroke-dasharray=\"8 3\"/>"
+      s += "<text x=\"\(width - right + 6)\" y=\"\(py(value) + 4)\" fill=\"\(c)\">\(label)</text>\n"
+    }
     return s + "</svg>\n"
   }
 }

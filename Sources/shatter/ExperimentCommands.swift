@@ -30,7 +30,7 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "How peaked each type's preferences are (default 1.5).") var sharpness: Double?
   @Option(help: "Share of the majority type in the pre-training prior p_0, the rest uniform (default 0.9).") var priorMix: Double?
   @Option(help: "K, responses shown per query (default 2).") var shown: Int?
-  @Option(help: "Seeds per rule (default 5).") var seeds: Int?
+  @Option(help: "Seeds per rule (default 20; fewer make the queries-to-target comparison mostly noise).") var seeds: Int?
   @Option(help: "Queries per run (default 240).") var budget: Int?
   @Option(help: "Queries between model updates (default 20).") var batchSize: Int?
   @Option(help: "Candidates sampled from the policy per query, from which the rule picks K (default 8).") var candidates: Int?
@@ -82,6 +82,7 @@ struct InclusiveCommand: ParsableCommand {
       printJSON(InclusiveRunner.summaryJSON(summary))
     } else {
       print(InclusiveRunner.table(summary))
+      if let line = InclusiveRunner.designBoundLine(summary) { print(line + "\n") }
       print("report: \(out)/report.md")
     }
   }
