@@ -18,7 +18,7 @@ test: bootstrap
 	$(SWIFT) test --skip-build
 
 # Shatter's headline: inclusive fine-tuning with active exploration on the didactic population (every
-# rule × 5 seeds plus the classic RM→policy baseline; a few minutes on two cores, resumable). Prints the
+# rule × 20 seeds plus the classic RM→policy baseline; a few minutes on two cores, resumable). Prints the
 # summary table and the report's path (out/inclusive/report.md with SVG plots).
 demo: release
 	.build/release/shatter version

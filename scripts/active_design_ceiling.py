@@ -11,7 +11,8 @@ printed KL(p*||p0) equals the report's).
    and KL(p*||pi) ~= d^T F d / 2 with F = diag(p*) - p* p*^T. So the queries needed for a target KL are
    proportional to tr(F M^-1). For ANY design tr(M) <= 2 max c = 1/2, and over all M with that trace
    tr(F M^-1) >= (tr F^(1/2))^2 / (1/2) (Cauchy-Schwarz, attained at M ~ F^(1/2)). Passive querying (two
-   distinct samples of the policy, pi -> p*: the first two draws without replacement) has M_passive, so no rule can need fewer than
+   distinct samples of the policy, pi -> p*: the first two draws without replacement) has M_passive,
+   so no rule can need fewer than
        ratio_min = (tr F^(1/2))^2 / (1/2) / tr(F M_passive^-1)
    of passive's queries, even with an oracle, even with a well-specified choice model. The bound is a
    relaxation (M ~ F^(1/2) need not be a mixture of pair matrices with c = 1/4), so real rules do worse.
