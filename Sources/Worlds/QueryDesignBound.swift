@@ -25,8 +25,9 @@ public struct QueryDesignBound: Sendable, Codable, Equatable {
 }
 
 extension DidacticPopulation {
-  /// The largest response space `queryDesignBound()` handles (it diagonalises an R × R matrix per prompt).
-  public static let maxDesignBoundResponses = 1024
+  /// The largest response space `queryDesignBound()` handles: it diagonalises an R × R matrix per prompt by
+  /// Jacobi rotations, O(R³) per sweep, about 5 s per prompt at R = 512.
+  public static let maxDesignBoundResponses = 512
 
   /// The asymptotic design bound for pairwise questions (see `QueryDesignBound`), or nil when K ≠ 2 or the
   /// response space is larger than `maxDesignBoundResponses`.
