@@ -47,26 +47,39 @@ extension DidacticPopulation {
   /// of sampling without replacement from p: P(a then b) = p_a p_b / (1 − p_a).
   static func designTraces(_ p: [Double]) -> (best: Double, passive: Double) {
     let r = p.count
+    let f = fisherMatrix(p)
+    let best = 2 * pow(symmetricEigenvalues(f, r).reduce(0) { $0 + Swift.max($1, 0).squareRoot() }, 2)
+    var passive = [Double](repeating: 0, count: r * r)
+    for a in 0..<r { for b in 0..<r where a != b { passive[a * r + b] = p[a] * p[b] / Swift.max(1 - p[a], 1e-300) } }
+    return (best, traceOfProductWithInverse(f, spd: informationMatrix(p, pairWeights: passive), r))
+  }
+
+  /// F = diag(p) − ppᵀ (row-major), the Fisher matrix of the logits of a softmax at p.
+  static func fisherMatrix(_ p: [Double]) -> [Double] {
+    let r = p.count
     var f = [Double](repeating: 0, count: r * r)
     for i in 0..<r { for j in 0..<r { f[i * r + j] = (i == j ? p[i] : 0) - p[i] * p[j] } }
-    let best = 2 * pow(symmetricEigenvalues(f, r).reduce(0) { $0 + Swift.max($1, 0).squareRoot() }, 2)
-    // M + 11ᵀ/r: the information matrix with its null direction (a constant shift of every logit) filled
-    // in, so that tr(F (M + 11ᵀ/r)⁻¹) = tr(F M⁺) because F·1 = 0.
+    return f
+  }
+
+  /// M + 11ᵀ/r for the design ξ ∝ `pairWeights` (r × r, entry a·r + b the weight of showing a and b):
+  /// `M = Σ ξ_ab c_ab (e_a − e_b)(e_a − e_b)ᵀ` with Luce's c_ab on p. The null direction of M (a constant
+  /// shift of every logit) is filled in so that tr(F (M + 11ᵀ/r)⁻¹) = tr(F M⁺), because F·1 = 0.
+  static func informationMatrix(_ p: [Double], pairWeights: [Double]) -> [Double] {
+    let r = p.count
+    let total = pairWeights.reduce(0, +)
     var m = [Double](repeating: 1 / Double(r), count: r * r)
-    var total = 0.0
-    for a in 0..<r { for b in 0..<r where a != b { total += p[a] * p[b] / Swift.max(1 - p[a], 1e-300) } }
     for a in 0..<r {
-      for b in 0..<r where a != b {
-        let xi = (p[a] * p[b] / Swift.max(1 - p[a], 1e-300)) / total
+      for b in 0..<r where a != b && pairWeights[a * r + b] > 0 {
         let luce = p[a] / (p[a] + p[b])
-        let w = xi * luce * (1 - luce)
+        let w = pairWeights[a * r + b] / total * luce * (1 - luce)
         m[a * r + a] += w
         m[b * r + b] += w
         m[a * r + b] -= w
         m[b * r + a] -= w
       }
     }
-    return (best, traceOfProductWithInverse(f, spd: m, r))
+    return m
   }
 
   /// Eigenvalues of a symmetric r × r matrix (row-major) by cyclic Jacobi rotations.
@@ -74,10 +87,10 @@ extension DidacticPopulation {
     var a = matrix
     for _ in 0..<100 {
       var off = 0.0
-      for i in 0..<r { for j in (i + 1)..<Swift.max(i + 1, r) { off += a[i * r + j] * a[i * r + j] } }
+      for i in 0..<r { for j in (i + 1)..<r { off += a[i * r + j] * a[i * r + j] } }
       if off < 1e-30 { break }
       for p in 0..<r {
-        for q in (p + 1)..<Swift.max(p + 1, r) where abs(a[p * r + q]) > 1e-300 {
+        for q in (p + 1)..<r where abs(a[p * r + q]) > 1e-300 {
           let theta = (a[q * r + q] - a[p * r + p]) / (2 * a[p * r + q])
           let t = (theta >= 0 ? 1 : -1) / (abs(theta) + (theta * theta + 1).squareRoot())
           let c = 1 / (t * t + 1).squareRoot(), s = t * c
@@ -119,7 +132,7 @@ extension DidacticPopulation {
       var x = [Double](repeating: 0, count: r)
       for i in stride(from: r - 1, through: 0, by: -1) {
         var sum = y[i]
-        for k in (i + 1)..<Swift.max(i + 1, r) { sum -= l[k * r + i] * x[k] }
+        for k in (i + 1)..<r { sum -= l[k * r + i] * x[k] }
         x[i] = sum / l[i * r + i]
       }
       trace += x[col]

@@ -32,22 +32,14 @@ import Testing
     // For random designs ξ over pairs, tr(F M_ξ⁺) must never fall below 2 (tr F^½)², the bound's numerator.
     let p = try DidacticPopulation(Self.experimentWorld).target(prompt: 0)
     let r = p.count
-    var f = [Double](repeating: 0, count: r * r)
-    for i in 0..<r { for j in 0..<r { f[i * r + j] = (i == j ? p[i] : 0) - p[i] * p[j] } }
+    let f = DidacticPopulation.fisherMatrix(p)
     let (best, passive) = DidacticPopulation.designTraces(p)
     #expect(best < passive)
     var rng = SplitMix64(seed: 3)
     for trial in 0..<50 {
-      var m = [Double](repeating: 1 / Double(r), count: r * r)
       var weights = [Double](repeating: 0, count: r * r)
       for a in 0..<r { for b in (a + 1)..<r { weights[a * r + b] = pow(rng.uniform(), trial % 2 == 0 ? 1 : 8) } }
-      let total = weights.reduce(0, +)
-      for a in 0..<r {
-        for b in (a + 1)..<r {
-          let luce = p[a] / (p[a] + p[b]), w = weights[a * r + b] / total * luce * (1 - luce)
-          m[a * r + a] += w; m[b * r + b] += w; m[a * r + b] -= w; m[b * r + a] -= w
-        }
-      }
+      let m = DidacticPopulation.informationMatrix(p, pairWeights: weights)
       #expect(DidacticPopulation.traceOfProductWithInverse(f, spd: m, r) >= best * (1 - 1e-9))
     }
   }
