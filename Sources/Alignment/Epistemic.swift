@@ -102,6 +102,10 @@ public final class EnsembleHead: EpistemicHead {
 public enum SelectionRule: String, Sendable, CaseIterable, Codable {
   case passive, boltzmann, infomax
   case doubleThompson = "double_ts"
+  /// (choice, beyond METHODS §3) best against worst: the pair the model ranks furthest apart.
+  case contrast
+  /// (choice, beyond METHODS §3) contrastive Thompson sampling: the best under one index, the worst under another.
+  case thompsonContrast = "ts_contrast"
 }
 
 public enum QuerySelection {
@@ -110,7 +114,13 @@ public enum QuerySelection {
   /// - boltzmann: without replacement ∝ exp(mean_z r / τ);
   /// - infomax: (k = 2) the pair maximising Var_z[σ(r_z(y) − r_z(y'))], the variance of the predicted preference;
   /// - double Thompson sampling: the argmax under one index, then the argmax under further indices until it
-  ///   differs (at most Z tries), else a random other candidate.
+  ///   differs (at most Z tries), else a random other candidate;
+  /// - contrast (choice): the argmax and the argmin of mean_z r, "best-of-N against worst-of-N";
+  /// - contrastive Thompson sampling (choice): the argmax under one index and the argmin of the others under a
+  ///   second index (the same index when Z = 1).
+  /// Why the two contrast rules: a model pre-trained on a majority is over-confident, its likelihood ratios too
+  /// extreme; the error in KL(p*‖π) is then mostly bias along the model's own ranking, and a question between the
+  /// two ends of that ranking measures it most directly (docs/INCLUSIVE.md, "Where the bias is").
   public static func select<R: RandomNumberGenerator>(_ rule: SelectionRule, samples: [[Double]], k: Int = 2,
                                                       temperature: Double = 1, rng: inout R) -> [Int] {
     let n = samples.first?.count ?? 0
@@ -120,11 +130,13 @@ public enum QuerySelection {
       pool.shuffle(using: &rng)
       return Array(pool.prefix(k - excluding.count))
     }
+    func meanScores() -> [Double] { (0..<n).map { i in samples.map { $0[i] }.reduce(0, +) / Double(samples.count) } }
+    func argmax(_ row: [Double]) -> Int { row.indices.max { row[$0] < row[$1] }! }
     switch rule {
     case .passive:
       return randomDistinct()
     case .boltzmann:
-      let mean = (0..<n).map { i in samples.map { $0[i] }.reduce(0, +) / Double(samples.count) }
+      let mean = meanScores()
       var chosen: [Int] = []
       while chosen.count < k {
         let open = (0..<n).filter { !chosen.contains($0) }
@@ -150,8 +162,15 @@ public enum QuerySelection {
         }
       }
       return k == 2 ? [best.0, best.1] : [best.0, best.1] + randomDistinct(excluding: [best.0, best.1])
+    case .contrast, .thompsonContrast:
+      var order = Array(samples.indices)
+      if rule == .thompsonContrast { order.shuffle(using: &rng) }
+      let best = rule == .contrast ? meanScores() : samples[order[0]]
+      let worst = rule == .contrast ? best : samples[order[Swift.min(1, order.count - 1)]]
+      let top = argmax(best)
+      let bottom = (0..<n).filter { $0 != top }.min { worst[$0] < worst[$1] }!
+      return k == 2 ? [top, bottom] : [top, bottom] + randomDistinct(excluding: [top, bottom])
     case .doubleThompson:
-      func argmax(_ row: [Double]) -> Int { row.indices.max { row[$0] < row[$1] }! }
       var order = Array(samples.indices)
       order.shuffle(using: &rng)
       let first = argmax(samples[order[0]])

@@ -163,7 +163,6 @@ public enum InclusiveRunner {
     var marks: [(Double, String)] = []
     if let passive = s.rules[SelectionRule.passive.rawValue]?.queriesToTarget {
       marks.append((passive / 3, "⅓ of passive"))
-      if let b = s.designBound { marks.append((passive * b.ratio, String(format: "design bound (%.2f×)", b.ratio))) }
     }
     try Data(Plots.queriesToTarget(s.rules.sorted { $0.key < $1.key }, budget: s.budget, marks: marks).utf8)
       .write(to: out.appendingPathComponent("queries_to_target.svg"), options: .atomic)
@@ -216,11 +215,12 @@ public enum InclusiveRunner {
     return text
   }
 
-  /// One sentence on the world's design bound, for the report and the CLI.
+  /// One sentence on the world's asymptotic design bound, for the report and the CLI.
   public static func designBoundLine(_ s: InclusiveSummary) -> String? {
     s.designBound.map {
-      String(format: "Design bound: in this world no selection rule can need fewer than %.2f of passive's queries "
-        + "(asymptotically, even with exact uncertainty and a well-specified choice model; docs/INCLUSIVE.md).", $0.ratio)
+      String(format: "Variance bound: once the model is near p*, no rule can need fewer than %.2f of passive's queries; "
+        + "a rule below that gains by correcting the pre-trained model's bias, which the bound does not count "
+        + "(docs/INCLUSIVE.md).", $0.ratio)
     }
   }
 }

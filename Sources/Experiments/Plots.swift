@@ -64,7 +64,7 @@ enum Plots {
   }
 
   /// Mean queries needed to reach the target per rule, with 95% intervals over seeds, and dashed reference
-  /// levels `marks` (value, label), e.g. the least any rule can need by the design bound.
+  /// levels `marks` (value, label), e.g. one third of passive's queries.
   static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int, marks: [(Double, String)] = []) -> String {
     let yMax = Double(budget) * 1.1
     let slot = (width - left - right) / Double(Swift.max(rules.count, 1))

@@ -1,7 +1,10 @@
 import Foundation
 
 /// How many of passive querying's questions *any* selection rule still needs, asymptotically, to reach the
-/// same `KL(p*‖π)` on this population: a ceiling on what active exploration can buy.
+/// same `KL(p*‖π)` on this population: a ceiling on what active exploration can buy by reducing *variance*
+/// once the model is near p*. It does not bound the early, bias-dominated regime: a model pre-trained on a
+/// majority is wrong in a systematic direction, and a rule that asks along that direction (`contrast`,
+/// `ts_contrast`) can beat it by far (docs/INCLUSIVE.md, "Where the bias is").
 ///
 /// For a policy with one free logit per response fitted to n pairwise Luce choices drawn from a design ξ
 /// (a distribution over pairs), the logit error is ≈ N(0, M(ξ)⁻¹/n) with the information matrix

@@ -73,6 +73,38 @@ struct FixedRNG: RandomNumberGenerator {
   }
 }
 
+@Test func contrastShowsTheBestAgainstTheWorstOfTheMeanScore() {
+  // Mean scores over the two indices: [1, 4, -2, 0.5]; index 1 alone would rank candidate 3 last.
+  let samples: [[Double]] = [[1, 3, -1, -3], [1, 5, -3, 4]]
+  var rng = FixedRNG(state: 5)
+  #expect(QuerySelection.select(.contrast, samples: samples, rng: &rng) == [1, 2])
+  let three = QuerySelection.select(.contrast, samples: samples, k: 3, rng: &rng)
+  #expect(Array(three.prefix(2)) == [1, 2] && Set(three).count == 3)
+  // Ties everywhere: still two different candidates.
+  #expect(Set(QuerySelection.select(.contrast, samples: [[0, 0, 0]], rng: &rng)).count == 2)
+}
+
+@Test func thompsonContrastTakesTheTopOfOneIndexAndTheBottomOfAnother() {
+  var rng = FixedRNG(state: 11)
+  // The indices disagree on the best candidate (0 or 1) and agree that 3 is the worst: the pick is the top of
+  // whichever index is drawn first against 3; with 2 the worst under the second index, it would be 2.
+  let samples: [[Double]] = [[9, 1, 0, -9], [1, 9, 0, -9]]
+  var seen = Set<[Int]>()
+  for _ in 0..<40 {
+    let p = QuerySelection.select(.thompsonContrast, samples: samples, rng: &rng)
+    #expect(p == [0, 3] || p == [1, 3])
+    seen.insert(p)
+  }
+  // The bottom comes from the second index: here index 1 ranks 2 last, index 0 ranks 3 last.
+  for _ in 0..<20 {
+    let p = QuerySelection.select(.thompsonContrast, samples: [[9, 1, 0, -9], [9, 1, -9, 0]], rng: &rng)
+    #expect(p == [0, 3] || p == [0, 2])
+  }
+  #expect(seen.count == 2)  // both orders of the indices occur: the rule is randomised by the index draw
+  // One index (Z = 1): best against the worst of the rest, as contrast.
+  #expect(QuerySelection.select(.thompsonContrast, samples: [[2, 7, 7, 1]], rng: &rng) == [1, 3])
+}
+
 @Test func passiveAndBoltzmannReturnDistinctCandidatesAndBoltzmannFavoursHighScores() {
   var rng = FixedRNG(state: 9)
   var counts = [0, 0, 0]
