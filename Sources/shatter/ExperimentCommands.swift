@@ -37,7 +37,7 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "Epistemic head: epinet or ensemble (default epinet).") var epistemic: String?
   @Option(help: "Index samples z per example and per selection (ensemble size for ensemble; default 16).") var indexSamples: Int?
   @Option(help: "β, the scale of the epistemic head's frozen prior network (default 1).") var priorScale: Double?
-  @Option(help: "Comma-separated rules among passive, boltzmann, infomax, double_ts, contrast, ts_contrast (passive is always run; default all).") var rules: String?
+  @Option(help: "Comma-separated selection rules (default all; passive is always run): passive (uniform), boltzmann (∝ exp(mean score)), infomax (the pair whose preference varies most over indices), double_ts (argmax under two indices), contrast (best against worst by mean score), ts_contrast (best under one index against worst under another).") var rules: String?
   @Option(help: "Target KL (default: the passive rule's final KL).") var targetKl: Double?
   @Option(help: "Optimizer steps after each batch of queries, on every query so far (default 20).") var updateSteps: Int?
   @Option(help: "AdamW learning rate of the feedback updates (default 1e-3).") var learningRate: Double?

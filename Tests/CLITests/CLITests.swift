@@ -250,15 +250,17 @@ func launch(_ args: [String]) throws -> Process {
   let out = temporary("inclusive")
   defer { try? FileManager.default.removeItem(at: out) }
   let r = try shatter(["experiment", "inclusive", "--out", out.path, "--seeds", "1", "--budget", "20", "--rules",
-                       "passive,double_ts", "--pretrain-steps", "50", "--json"])
+                       "passive,ts_contrast", "--pretrain-steps", "50", "--json"])
   #expect(r.status == 0, "\(r.stderr)")
   let rules = try #require(r.json["rules"] as? [String: [String: Any]])
-  #expect(Set(rules.keys) == ["passive", "double_ts"])
+  #expect(Set(rules.keys) == ["passive", "ts_contrast"])
   // The default world's bound (0.727 over both prompts; QueryDesignBoundTests pins the per-prompt values).
   let bound = try #require(r.json["design_bound"] as? [String: Any])
   #expect(abs((bound["ratio"] as? Double ?? 0) - 0.727) < 0.001)
   #expect((bound["per_prompt"] as? [Double])?.count == 2)
   let text = try shatter(["experiment", "inclusive", "--out", out.path, "--seeds", "1", "--budget", "20", "--rules",
-                          "passive,double_ts", "--pretrain-steps", "50"])
-  #expect(text.stdout.contains("| passive |") && text.stdout.contains("Design bound: in this world no selection rule"))
+                          "passive,ts_contrast", "--pretrain-steps", "50"])
+  #expect(text.stdout.contains("| ts_contrast |") && text.stdout.contains("Variance bound: once the model is near p*"))
+  let bad = try shatter(["experiment", "inclusive", "--out", out.path, "--rules", "passive,contrasts"])
+  #expect(bad.status != 0 && bad.stderr.contains("unknown rule 'contrasts'") && bad.stderr.contains("ts_contrast"), "\(bad.stderr)")
 }
