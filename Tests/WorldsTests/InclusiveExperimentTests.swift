@@ -78,6 +78,24 @@ import Torch
     #expect(abs(band.klHigh[1] - (0.6 + half)) < 1e-12 && abs(band.klLow[1] - (0.6 - half)) < 1e-12)
   }
 
+  /// The headline's mechanism, small: after 40 questions in the default world, asking the model's best
+  /// candidate against its worst has moved it further towards the population than random questions, on
+  /// every seed (the demo measures 0.19 vs 0.37 mean KL at 40 queries over 20 seeds).
+  @Test func contrastQuestionsCorrectThePretrainedBiasFasterThanRandomOnes() throws {
+    var c = InclusiveConfig()
+    c.budget = 40
+    c.rules = [.passive, .contrast]
+    let e = try InclusiveExperiment(config: c)
+    let weights = e.pretrained(seed: 0)
+    let start = e.meanKL(weights)
+    for seed in 0..<2 {
+      let passive = try e.run(rule: .passive, seed: seed, pretrained: weights).curve.last!.kl
+      let contrast = try e.run(rule: .contrast, seed: seed, pretrained: weights).curve.last!.kl
+      #expect(contrast < passive - 0.05, "seed \(seed): contrast \(contrast), passive \(passive)")
+      #expect(contrast < start - 0.15, "seed \(seed): contrast \(contrast), pre-trained \(start)")
+    }
+  }
+
   @Test func badConfigurationsAreRefusedWithTheirName() {
     var c = InclusiveConfig()
     c.budget = 50
