@@ -145,7 +145,7 @@ def select(rule, scores, cand, rng, sigma=None, F=None, theta=None, target=None,
         z1, z2 = rng.choice(len(scores), 2, replace=False)
         a, b = int(np.argmax(scores[z1])), int(np.argmin(scores[z2]))
         return [a, b] if a != b else [a, int(np.argmin(np.where(np.arange(n) == a, np.inf, scores[z2])))]
-    best, value = None, -1.0
+    best, value = [0, 1], -np.inf  # [0, 1] if every score is NaN (a diverged fit)
     for i in range(n):
         for j in range(i + 1, n):
             prob = 1 / (1 + np.exp(-(scores[:, i] - scores[:, j])))
