@@ -29,6 +29,7 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "Comma-separated weights of the person types, one per type (default 0.5,0.3,0.2).") var weights: String?
   @Option(help: "How peaked each type's preferences are (default 1.5).") var sharpness: Double?
   @Option(help: "Share of the majority type in the pre-training prior p_0, the rest uniform (default 0.9).") var priorMix: Double?
+  @Option(help: "Seed of the population itself: where each type's preferences are centred (default 0; --seeds are the runs' seeds).") var worldSeed: UInt64?
   @Option(help: "K, responses shown per query (default 2).") var shown: Int?
   @Option(help: "Seeds per rule (default 20; fewer make the queries-to-target comparison mostly noise).") var seeds: Int?
   @Option(help: "Queries per run (default 240).") var budget: Int?
@@ -56,7 +57,7 @@ struct InclusiveCommand: ParsableCommand {
     set(updateSteps, \.updateSteps); set(learningRate, \.learningRate); set(priorStrength, \.priorStrength)
     set(pretrainSteps, \.pretrainSteps); set(baselineBeta, \.baselineBeta); set(layers, \.layers)
     set(prompts, \.population.prompts); set(vocabulary, \.population.vocabulary); set(length, \.population.length)
-    set(sharpness, \.population.sharpness); set(priorMix, \.population.priorMix); set(shown, \.population.candidates)
+    set(sharpness, \.population.sharpness); set(priorMix, \.population.priorMix); set(worldSeed, \.population.seed); set(shown, \.population.candidates)
     if let weights {
       c.population.weights = try weights.split(separator: ",").map {
         guard let w = Double($0.trimmingCharacters(in: .whitespaces)) else { throw UserError("--weights: '\($0)' is not a number") }

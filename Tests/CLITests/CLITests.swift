@@ -261,6 +261,13 @@ func launch(_ args: [String]) throws -> Process {
   let text = try shatter(["experiment", "inclusive", "--out", out.path, "--seeds", "1", "--budget", "20", "--rules",
                           "passive,ts_contrast", "--pretrain-steps", "50"])
   #expect(text.stdout.contains("| ts_contrast |") && text.stdout.contains("Variance bound: once the model is near p*"))
+  // --world-seed moves the types' preference centres: another world (the default's KL(p*‖p₀) is 0.4425, seed 1's 0.4270).
+  let other = temporary("inclusive-world")
+  defer { try? FileManager.default.removeItem(at: other) }
+  let moved = try shatter(["experiment", "inclusive", "--out", other.path, "--seeds", "1", "--budget", "20", "--rules",
+                           "passive", "--pretrain-steps", "50", "--world-seed", "1", "--json"])
+  #expect(abs((moved.json["prior_kl"] as? Double ?? 0) - 0.4270) < 0.0005, "\(moved.stderr)")
+  #expect(abs((r.json["prior_kl"] as? Double ?? 0) - 0.4425) < 0.0005)
   let bad = try shatter(["experiment", "inclusive", "--out", out.path, "--rules", "passive,contrasts"])
   #expect(bad.status != 0 && bad.stderr.contains("unknown rule 'contrasts'") && bad.stderr.contains("ts_contrast"), "\(bad.stderr)")
 }
