@@ -163,10 +163,14 @@ public enum QuerySelection {
       }
       return k == 2 ? [best.0, best.1] : [best.0, best.1] + randomDistinct(excluding: [best.0, best.1])
     case .contrast, .thompsonContrast:
-      var order = Array(samples.indices)
-      if rule == .thompsonContrast { order.shuffle(using: &rng) }
-      let best = rule == .contrast ? meanScores() : samples[order[0]]
-      let worst = rule == .contrast ? best : samples[order[Swift.min(1, order.count - 1)]]
+      let best: [Double], worst: [Double]
+      if rule == .contrast {
+        best = meanScores()
+        worst = best
+      } else {
+        let order = samples.indices.shuffled(using: &rng)
+        (best, worst) = (samples[order[0]], samples[order[Swift.min(1, order.count - 1)]])
+      }
       let top = argmax(best)
       let bottom = (0..<n).filter { $0 != top }.min { worst[$0] < worst[$1] }!
       return k == 2 ? [top, bottom] : [top, bottom] + randomDistinct(excluding: [top, bottom])

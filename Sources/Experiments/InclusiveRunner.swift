@@ -41,8 +41,8 @@ public struct InclusiveSummary: Codable, Sendable {
   public let budget: Int
   public let rules: [String: RuleSummary]
   public let baseline: RuleSummary
-  /// The smallest ratio of queries (any rule / passive) the world allows asymptotically; nil when it is not
-  /// computed (K ≠ 2 or a large response space). See `QueryDesignBound`.
+  /// The smallest ratio of queries (any rule / passive) the world allows asymptotically by reducing variance
+  /// alone (not bias); nil when it is not computed (K ≠ 2 or a large response space). See `QueryDesignBound`.
   public let designBound: QueryDesignBound?
 }
 
@@ -160,11 +160,8 @@ public enum InclusiveRunner {
       .write(to: out.appendingPathComponent("summary.json"), options: .atomic)
     let all = s.rules.sorted { $0.key < $1.key } + [("baseline_rm_policy", s.baseline)]
     try Data(Plots.klCurves(all, target: s.targetKL).utf8).write(to: out.appendingPathComponent("kl_vs_queries.svg"), options: .atomic)
-    var marks: [(Double, String)] = []
-    if let passive = s.rules[SelectionRule.passive.rawValue]?.queriesToTarget {
-      marks.append((passive / 3, "⅓ of passive"))
-    }
-    try Data(Plots.queriesToTarget(s.rules.sorted { $0.key < $1.key }, budget: s.budget, marks: marks).utf8)
+    let third = s.rules[SelectionRule.passive.rawValue].map { ($0.queriesToTarget / 3, "⅓ of passive") }
+    try Data(Plots.queriesToTarget(s.rules.sorted { $0.key < $1.key }, budget: s.budget, mark: third).utf8)
       .write(to: out.appendingPathComponent("queries_to_target.svg"), options: .atomic)
     try Data(report(s, config: config).utf8).write(to: out.appendingPathComponent("report.md"), options: .atomic)
   }

@@ -63,9 +63,9 @@ enum Plots {
     return s + "</svg>\n"
   }
 
-  /// Mean queries needed to reach the target per rule, with 95% intervals over seeds, and dashed reference
-  /// levels `marks` (value, label), e.g. one third of passive's queries.
-  static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int, marks: [(Double, String)] = []) -> String {
+  /// Mean queries needed to reach the target per rule, with 95% intervals over seeds, and a dashed reference
+  /// level `mark` (value, label), e.g. one third of passive's queries.
+  static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int, mark: (Double, String)? = nil) -> String {
     let yMax = Double(budget) * 1.1
     let slot = (width - left - right) / Double(Swift.max(rules.count, 1))
     func py(_ y: Double) -> Double { height - bottom - (height - top - bottom) * y / yMax }
@@ -81,10 +81,9 @@ enum Plots {
     }
     s += "<line x1=\"\(left)\" y1=\"\(py(Double(budget)))\" x2=\"\(width - right)\" y2=\"\(py(Double(budget)))\" stroke=\"gray\" stroke-dasharray=\"4 4\"/>"
     s += "<text x=\"\(width - right + 6)\" y=\"\(py(Double(budget)) + 4)\">budget</text>\n"
-    for (i, (value, label)) in marks.enumerated() {
-      let c = ["#555555", "#b8860b"][i % 2]
-      s += "<line x1=\"\(left)\" y1=\"\(py(value))\" x2=\"\(width - right)\" y2=\"\(py(value))\" stroke=\"\(c)\" stroke-dasharray=\"8 3\"/>"
-      s += "<text x=\"\(width - right + 6)\" y=\"\(py(value) + 4)\" fill=\"\(c)\">\(label)</text>\n"
+    if let (value, label) = mark {
+      s += "<line x1=\"\(left)\" y1=\"\(py(value))\" x2=\"\(width - right)\" y2=\"\(py(value))\" stroke=\"#555555\" stroke-dasharray=\"8 3\"/>"
+      s += "<text x=\"\(width - right + 6)\" y=\"\(py(value) + 4)\" fill=\"#555555\">\(label)</text>\n"
     }
     return s + "</svg>\n"
   }
