@@ -17,11 +17,15 @@ let package = Package(
     .library(name: "Torch", targets: ["Torch"]),
     .library(name: "NN", targets: ["NN"]),
     .library(name: "LM", targets: ["LM"]),
+    .library(name: "Alignment", targets: ["Alignment"]),
+    .library(name: "Worlds", targets: ["Worlds"]),
+    .library(name: "Experiments", targets: ["Experiments"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
   ],
+  // Targets by layer (ARCHITECTURE.md): each imports only the ones above it; tests follow their layer.
   targets: [
     .target(
       name: "CTorch",
@@ -39,6 +43,8 @@ let package = Package(
     .target(name: "NN", dependencies: ["Torch"]),
     .target(name: "LM", dependencies: ["NN", "Torch"]),
     .target(name: "Alignment", dependencies: ["LM", "NN", "Torch"]),
+    .target(name: "Worlds"),
+    .target(name: "Experiments", dependencies: ["Worlds", "Alignment", "LM", "NN", "Torch"]),
     .executableTarget(
       name: "shatter",
       dependencies: [
@@ -50,10 +56,9 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),
     .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
+    .testTarget(name: "WorldsTests", dependencies: ["Worlds"]),
+    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Worlds", "Alignment", "Torch"]),
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),
-    .target(name: "Worlds"),
-    .target(name: "Experiments", dependencies: ["Worlds", "Alignment", "LM", "NN", "Torch"]),
-    .testTarget(name: "WorldsTests", dependencies: ["Worlds", "Experiments", "Alignment", "Torch"]),
   ],
   cxxLanguageStandard: .cxx17
 )

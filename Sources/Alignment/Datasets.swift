@@ -41,28 +41,16 @@ public struct JSONLFile {
   }
 }
 
-/// A tokenised training sequence and which of its tokens are prediction targets.
-public struct SFTExample: Sendable, Equatable {
-  public var tokens: [Int]
-  /// targets[i] is true when tokens[i] is trained on (predicted from tokens[..<i]).
-  public var targets: [Bool]
-  public init(tokens: [Int], targets: [Bool]) {
-    self.tokens = tokens
-    self.targets = targets
-  }
-  public var targetCount: Int { targets.dropFirst().filter { $0 }.count }
-}
-
 public enum SFTData {
   /// Reads `{"text"}`, `{"prompt","completion"}` or `{"messages":[{"role","content"}…]}` lines. The loss
   /// mask comes from the prompt/completion boundary in the data (the last message is the completion),
   /// never from template markup. Every completion ends with the tokenizer's EOS, which is a target even
   /// when the pad token is the same id. Sequences longer than `maxLength` keep their first tokens.
   public static func load(_ url: URL, tokenizer: any TextTokenizer, template: ChatTemplate, maxLength: Int) throws
-    -> [SFTExample]
+    -> [TokenSequence]
   {
     let file = try JSONLFile(url: url)
-    var out: [SFTExample] = []
+    var out: [TokenSequence] = []
     for (line, obj) in file.records {
       let (prompt, completion): ([Int], [Int])
       if obj["text"] != nil {
@@ -87,13 +75,11 @@ public enum SFTData {
       } else {
         throw DataError("\(file.path):\(line): expected a 'text', 'prompt'/'completion' or 'messages' key")
       }
-      var tokens = prompt + completion
-      if let eos = tokenizer.eosTokenId, tokens.last != eos { tokens.append(eos) }
-      var targets = [Bool](repeating: false, count: prompt.count) + [Bool](repeating: true, count: tokens.count - prompt.count)
-      if prompt.isEmpty, !targets.isEmpty { targets[0] = false }  // the first token has no context to predict it from
-      tokens = Array(tokens.prefix(maxLength))
-      targets = Array(targets.prefix(maxLength))
-      let example = SFTExample(tokens: tokens, targets: targets)
+      var response = completion
+      if let eos = tokenizer.eosTokenId, (prompt + response).last != eos { response.append(eos) }
+      var example = TokenSequence(prompt: prompt, response: response)
+      if prompt.isEmpty, !example.targets.isEmpty { example.targets[0] = false }  // the first token has no context to predict it from
+      example = example.truncated(to: maxLength)
       if example.targetCount == 0 {
         throw DataError("\(file.path):\(line): no completion tokens fit in the sequence length \(maxLength) "
           + "(the prompt has \(prompt.count) tokens)")
@@ -122,13 +108,13 @@ public enum SFTData {
 
 /// A prompt with two completions, the first preferred (`{"prompt","chosen","rejected"}`).
 public struct PairExample: Sendable {
-  public var chosen: SFTExample
-  public var rejected: SFTExample
+  public var chosen: TokenSequence
+  public var rejected: TokenSequence
 }
 
 /// A prompt with K candidate completions and the index a person picked (`{"prompt","candidates","choice"}`).
 public struct ChoiceExample: Sendable {
-  public var candidates: [SFTExample]
+  public var candidates: [TokenSequence]
   public var choice: Int
 }
 
@@ -141,12 +127,10 @@ public enum PreferenceData {
   /// The completion `text` after `prompt` as a training sequence: completion tokens and the final EOS
   /// are targets; the prompt is context. Sequences longer than `maxLength` keep their first tokens.
   static func sequence(prompt: [Int], completion: String, tokenizer: any TextTokenizer, maxLength: Int,
-                       file: JSONLFile, line: Int, key: String) throws -> SFTExample {
+                       file: JSONLFile, line: Int, key: String) throws -> TokenSequence {
     var c = tokenizer.encode(completion, addSpecialTokens: false)
     if let eos = tokenizer.eosTokenId, c.last != eos { c.append(eos) }
-    let tokens = Array((prompt + c).prefix(maxLength))
-    let targets = Array(([Bool](repeating: false, count: prompt.count) + [Bool](repeating: true, count: c.count)).prefix(maxLength))
-    let e = SFTExample(tokens: tokens, targets: targets)
+    let e = TokenSequence(prompt: prompt, response: c).truncated(to: maxLength)
     if e.targetCount == 0 {
       throw DataError("\(file.path):\(line): no tokens of '\(key)' fit in the sequence length \(maxLength) "
         + "(the prompt has \(prompt.count) tokens)")
@@ -165,7 +149,7 @@ public enum PreferenceData {
     let file = try JSONLFile(url: url)
     return try file.records.map { line, obj in
       let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
-      func seq(_ key: String) throws -> SFTExample {
+      func seq(_ key: String) throws -> TokenSequence {
         try sequence(prompt: prompt, completion: try completion(key, in: obj, file: file, line: line), tokenizer: tokenizer,
                      maxLength: maxLength, file: file, line: line, key: key)
       }
@@ -179,7 +163,7 @@ public enum PreferenceData {
     let file = try JSONLFile(url: url)
     return try file.records.map { line, obj in
       let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
-      func seq(_ text: String, _ key: String) throws -> SFTExample {
+      func seq(_ text: String, _ key: String) throws -> TokenSequence {
         try sequence(prompt: prompt, completion: text, tokenizer: tokenizer, maxLength: maxLength, file: file, line: line,
                      key: key)
       }

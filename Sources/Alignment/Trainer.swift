@@ -17,8 +17,10 @@ public enum ScheduleKind: String, Sendable, CaseIterable {
 }
 
 public struct TrainerOptions: Sendable {
+  /// Examples per micro-batch (offline), or prompts per rollout (online).
   public var batchSize = 8
   public var accumulation = 1
+  /// Trainer steps: optimizer steps (offline), or rollouts each followed by their updates (online).
   public var steps = 100
   public var learningRate = 3e-4
   public var warmup = 0
@@ -30,15 +32,17 @@ public struct TrainerOptions: Sendable {
   public var saveEvery = 0
   /// Evaluate on the held-out examples every this many steps (0: only at the end, if any).
   public var evalEvery = 0
+  /// Offline runs: when set, `steps` becomes this many passes over the examples (rounded up).
+  public var epochs: Double? = nil
   public init() {}
 }
 
 /// One micro-batch's loss — the mean over its own items — and how much it counts in its window.
 public struct MicroBatchLoss {
   public let loss: Tensor
-  public let metrics: [String: Double]
+  public let metrics: [String: Tensor]
   public let tokens: Int
-  public init(loss: Tensor, metrics: [String: Double] = [:], tokens: Int) {
+  public init(loss: Tensor, metrics: [String: Tensor] = [:], tokens: Int) {
     self.loss = loss
     self.metrics = metrics
     self.tokens = tokens
@@ -52,16 +56,48 @@ public protocol TrainingMethod: AnyObject {
   var name: String { get }
   func weight(of example: Example) -> Double
   func loss(_ batch: [Example], model: any CausalLM, step: Int) -> MicroBatchLoss
+  /// The loss on held-out examples. It must not draw from the method's training streams, so that
+  /// evaluating never changes the training trajectory; the default is `loss` (for deterministic methods).
+  func evaluationLoss(_ batch: [Example], model: any CausalLM, step: Int) -> MicroBatchLoss
   /// Parameters the method owns beside the model (a reward or value head), trained and checkpointed
   /// with it.
   var extraParameters: [(name: String, tensor: Tensor)] { get }
+  /// The random streams the method draws from in training, saved in checkpoints so resume is exact.
+  var generators: [(name: String, generator: Generator)] { get }
 }
 
 extension TrainingMethod {
+  public func evaluationLoss(_ batch: [Example], model: any CausalLM, step: Int) -> MicroBatchLoss {
+    loss(batch, model: model, step: step)
+  }
   public var extraParameters: [(name: String, tensor: Tensor)] { [] }
+  public var generators: [(name: String, generator: Generator)] { [] }
 }
 
-/// What the trainer reports after each optimizer step.
+/// What a rollout produced: the examples to optimise on and what to log about them.
+public struct Rollout<Example> {
+  public let examples: [Example]
+  public let metrics: [String: Double]
+  public init(examples: [Example], metrics: [String: Double]) {
+    self.examples = examples
+    self.metrics = metrics
+  }
+}
+
+/// A method that learns from the live policy's own samples (PPO; GRPO, RLOO and online DPO plug in the
+/// same way): each trainer step draws prompts, `rollout` samples and scores them with the current
+/// weights, then the trainer runs `passes` shuffled passes over the rollout in optimizer steps of
+/// `miniBatch` examples.
+public protocol OnlineMethod: TrainingMethod {
+  associatedtype Prompt
+  func rollout(_ prompts: [Prompt], model: any CausalLM, step: Int) -> Rollout<Example>
+  /// Metrics of the current policy on held-out prompts, from streams of its own (never the training ones).
+  func evaluate(_ prompts: [Prompt], model: any CausalLM, step: Int) -> [String: Double]
+  var passes: Int { get }
+  var miniBatch: Int { get }
+}
+
+/// What the trainer reports after each step.
 public struct StepLog: Sendable {
   public let step: Int
   public let totalSteps: Int
@@ -81,6 +117,8 @@ public struct TrainingSummary: Sendable {
   public let lossHistory: [Double]
   public let tokensPerSecond: Double
   public let metrics: [String: Double]
+  /// Every step's metrics, in order (the run's metrics.jsonl, for summaries such as a reward curve).
+  public let metricHistory: [[String: Double]]
 }
 
 /// Training stopped because a number went NaN or infinite; names the step and the metric.
@@ -98,117 +136,183 @@ public struct NonFiniteError: Error, CustomStringConvertible {
   }
 }
 
-/// The trainer shared by every method: seeded shuffling each epoch, gradient accumulation normalised
-/// over the whole window, AdamW with decay on matrices only, the schedule with warm-up, global
-/// grad-norm clipping, NaN/Inf detection, periodic evaluation, metrics as JSONL, and atomic checkpoints
-/// from which `resume` continues exactly (weights, optimizer, schedule position, RNG, data position).
+/// The one trainer every method runs in. Offline methods draw examples (seeded shuffling each epoch),
+/// online ones draw prompts and roll them out on the live weights; then gradient accumulation normalised
+/// over the whole window, AdamW with decay on matrices only, the schedule with warm-up, global grad-norm
+/// clipping, NaN/Inf detection, periodic evaluation, metrics as JSONL with one device sync per optimizer
+/// step, and atomic checkpoints from which `resume` continues exactly (weights, optimizer, schedule
+/// position, every RNG stream — the trainer's and the method's — and the data position).
 public final class Trainer<Method: TrainingMethod> {
   public let model: any CausalLM
   public let method: Method
-  let examples: [Method.Example]
-  let evalExamples: [Method.Example]
   public let options: TrainerOptions
   public let optimizer: AdamW
+  /// Whether the run rolls out the live policy (online) rather than reading examples.
+  public let online: Bool
   let generator: Generator
   /// Where checkpoints and metrics.jsonl go (nil: nowhere).
   let outputDirectory: URL?
+  /// How many things (examples or prompts) the data order runs over.
+  public let sourceCount: Int
+  /// Items drawn from the data order per step.
+  let drawn: Int
+  /// The step's examples from the drawn items, with metrics of their making (a rollout's).
+  let collect: (_ indices: [Int], _ step: Int) -> Rollout<Method.Example>
+  let evaluator: (_ step: Int) -> [String: Double]
+  /// Passes over each step's examples, and examples per optimizer step (nil: all, in one step).
+  let passes: Int
+  let updateSize: Int?
   var order: [Int] = []
   var cursor = 0
   var step = 0
   var history: [Double] = []
 
-  public init(model: any CausalLM, method: Method, examples: [Method.Example], evalExamples: [Method.Example] = [],
-              options: TrainerOptions, outputDirectory: URL? = nil) {
-    precondition(!examples.isEmpty, "no training examples")
+  init(model: any CausalLM, method: Method, sourceCount: Int, drawn: Int, passes: Int, updateSize: Int?,
+       options: TrainerOptions, outputDirectory: URL?,
+       collect: @escaping (_ indices: [Int], _ step: Int) -> Rollout<Method.Example>,
+       evaluator: @escaping (_ step: Int) -> [String: Double]) {
+    precondition(sourceCount > 0, "no training examples")
     self.model = model
     self.method = method
-    self.examples = examples
-    self.evalExamples = evalExamples
+    online = updateSize != nil
+    var options = options
+    if let epochs = options.epochs, !online {
+      options.steps = Swift.max(1, Int((epochs * Double(sourceCount) / Double(options.batchSize * options.accumulation)).rounded(.up)))
+    }
     self.options = options
     self.outputDirectory = outputDirectory
+    self.sourceCount = sourceCount
+    self.drawn = drawn
+    self.passes = passes
+    self.updateSize = updateSize
+    self.collect = collect
+    self.evaluator = evaluator
     generator = Generator(seed: options.seed)
     optimizer = AdamW(ParameterGroup.decayMatricesOnly(model.trainableParameters() + method.extraParameters,
                                                        weightDecay: options.weightDecay),
                       learningRate: options.learningRate, betas: (0.9, 0.95))
   }
 
-  func nextBatch() -> [Method.Example] {
-    var batch: [Method.Example] = []
-    while batch.count < options.batchSize {
-      if cursor >= order.count {
-        order = Tensor.randperm(examples.count, generator: generator).toArray(Int.self)
-        cursor = 0
-      }
-      batch.append(examples[order[cursor]])
-      cursor += 1
-    }
-    return batch
+  /// An offline run over `examples`: each step is one optimizer step over `accumulation` micro-batches.
+  public convenience init(model: any CausalLM, method: Method, examples: [Method.Example],
+                          evalExamples: [Method.Example] = [], options: TrainerOptions, outputDirectory: URL? = nil) {
+    let evaluate = { (step: Int) in Self.evaluate(method, model: model, examples: evalExamples, batchSize: options.batchSize, step: step) }
+    self.init(model: model, method: method, sourceCount: examples.count, drawn: options.batchSize * options.accumulation,
+              passes: 1, updateSize: nil, options: options, outputDirectory: outputDirectory,
+              collect: { indices, _ in Rollout(examples: indices.map { examples[$0] }, metrics: [:]) }, evaluator: evaluate)
   }
 
-  /// Mean loss and metrics over the held-out examples, without gradients.
-  public func evaluate() -> [String: Double] {
-    guard !evalExamples.isEmpty else { return [:] }
+  /// Mean loss and metrics over held-out examples, without gradients.
+  static func evaluate(_ method: Method, model: any CausalLM, examples: [Method.Example], batchSize: Int, step: Int)
+    -> [String: Double]
+  {
+    guard !examples.isEmpty else { return [:] }
     model.setTraining(false)
     defer { model.setTraining(true) }
     return withoutGradients {
-      var sums: [String: Double] = [:]
+      var sums: [String: Tensor] = [:]
       var total = 0.0
-      for start in stride(from: 0, to: evalExamples.count, by: options.batchSize) {
-        let batch = Array(evalExamples[start..<Swift.min(start + options.batchSize, evalExamples.count)])
+      for start in stride(from: 0, to: examples.count, by: batchSize) {
+        let batch = Array(examples[start..<Swift.min(start + batchSize, examples.count)])
         let w = batch.reduce(0) { $0 + method.weight(of: $1) }
-        let r = method.loss(batch, model: model, step: step)
-        sums["loss", default: 0] += r.loss.item() * w
-        for (k, v) in r.metrics { sums[k, default: 0] += v * w }
+        let r = method.evaluationLoss(batch, model: model, step: step)
+        accumulate(&sums, ["loss": r.loss], weight: w)
+        accumulate(&sums, r.metrics, weight: w)
         total += w
       }
-      return Dictionary(uniqueKeysWithValues: sums.map { ("eval/" + $0.key, $0.value / Swift.max(total, 1e-12)) })
+      return Dictionary(uniqueKeysWithValues: readScalars(sums).map { ("eval/" + $0.key, $0.value / Swift.max(total, 1e-12)) })
     }
+  }
+
+  /// sums[k] += weight·v, in float64 (the same arithmetic as adding the numbers one by one).
+  static func accumulate(_ sums: inout [String: Tensor], _ values: [String: Tensor], weight: Double) {
+    for (k, v) in values {
+      let term = v.detached().to(.float64) * weight
+      sums[k] = sums[k].map { $0 + term } ?? term
+    }
+  }
+
+  /// The next `count` indices of the data order, reshuffled with the trainer's generator at each epoch.
+  func draw(_ count: Int) -> [Int] {
+    var out: [Int] = []
+    while out.count < count {
+      if cursor >= order.count {
+        order = Tensor.randperm(sourceCount, generator: generator).toArray(Int.self)
+        cursor = 0
+      }
+      out.append(order[cursor])
+      cursor += 1
+    }
+    return out
+  }
+
+  /// One optimizer step on `examples`, in micro-batches of `batchSize`; returns its metrics (read in one sync).
+  func optimizerStep(_ examples: [Method.Example], step: Int, tokens: inout Int) throws -> [String: Double] {
+    optimizer.zeroGrad()
+    let micro = stride(from: 0, to: examples.count, by: options.batchSize).map {
+      Array(examples[$0..<Swift.min($0 + options.batchSize, examples.count)])
+    }
+    let weights = micro.map { $0.reduce(0) { $0 + method.weight(of: $1) } }
+    let windowWeight = Swift.max(weights.reduce(0, +), 1e-12)
+    var sums: [String: Tensor] = [:]
+    for (batch, w) in zip(micro, weights) {
+      let r = method.loss(batch, model: model, step: step)
+      let share = w / windowWeight
+      let scaled = r.loss * share
+      scaled.backward()
+      Self.accumulate(&sums, ["loss": scaled], weight: 1)
+      Self.accumulate(&sums, r.metrics, weight: share)
+      tokens += r.tokens
+    }
+    sums["grad_norm"] = optimizer.clipGradientNorm(maxNorm: options.clipNorm)
+    let values = readScalars(sums)
+    for key in ["loss", "grad_norm"] where !(values[key] ?? .nan).isFinite {
+      throw NonFiniteError(step: step, metric: key, value: values[key] ?? .nan)
+    }
+    optimizer.step()
+    return values
   }
 
   public func train(progress: (StepLog) -> Void = { _ in }) throws -> TrainingSummary {
     let schedule = options.schedule.schedule(warmup: options.warmup, total: options.steps)
     let metricsLog = try outputDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncateAfter: step) }
     var tokens = 0
-    var lastMetrics: [String: Double] = [:]
+    var metricHistory = metricsLog?.kept ?? []
     let start = Date()
     let firstStep = step + 1
     model.setTraining(true)
     while step < options.steps {
       let current = step + 1
       optimizer.learningRate = schedule.learningRate(at: current - 1, peak: options.learningRate)
-      optimizer.zeroGrad()
-      let batches = (0..<options.accumulation).map { _ in nextBatch() }
-      let weights = batches.map { $0.reduce(0) { $0 + method.weight(of: $1) } }
-      let windowWeight = Swift.max(weights.reduce(0, +), 1e-12)
-      var total = 0.0
-      var metrics: [String: Double] = [:]
-      for (batch, w) in zip(batches, weights) {
-        let r = method.loss(batch, model: model, step: current)
-        let share = w / windowWeight
-        let scaled = r.loss * share
-        let value = scaled.item()
-        guard value.isFinite else { throw NonFiniteError(step: current, metric: "loss", value: value) }
-        scaled.backward()
-        total += value
-        tokens += r.tokens
-        for (k, v) in r.metrics { metrics[k, default: 0] += v * share }
+      let rollout = collect(draw(drawn), current)
+      model.setTraining(true)
+      let examples = rollout.examples
+      var sums: [String: Double] = [:]
+      var updates = 0
+      for _ in 0..<passes {
+        let sequence = updateSize == nil ? Array(examples.indices)
+          : Tensor.randperm(examples.count, generator: generator).toArray(Int.self)
+        let size = updateSize ?? Swift.max(1, examples.count)
+        for s in stride(from: 0, to: sequence.count, by: size) {
+          let window = sequence[s..<Swift.min(s + size, sequence.count)].map { examples[$0] }
+          for (k, v) in try optimizerStep(window, step: current, tokens: &tokens) { sums[k, default: 0] += v }
+          updates += 1
+        }
       }
-      let norm = optimizer.clipGradients(maxNorm: options.clipNorm)
-      guard norm.isFinite else { throw NonFiniteError(step: current, metric: "grad_norm", value: norm) }
-      optimizer.step()
       step = current
+      var metrics = rollout.metrics
+      for (k, v) in sums { metrics[k] = v / Double(Swift.max(1, updates)) }
+      let total = metrics["loss"] ?? .nan
       history.append(total)
-      metrics["loss"] = total
-      metrics["grad_norm"] = norm
       metrics["learning_rate"] = optimizer.learningRate
-      if options.evalEvery > 0, step % options.evalEvery == 0 { metrics.merge(evaluate()) { $1 } }
-      if step == options.steps, options.evalEvery == 0 { metrics.merge(evaluate()) { $1 } }
+      if options.evalEvery > 0, step % options.evalEvery == 0 { metrics.merge(evaluator(step)) { $1 } }
+      if step == options.steps, options.evalEvery == 0 { metrics.merge(evaluator(step)) { $1 } }
       try metricsLog?.append(step: step, metrics)
-      lastMetrics = metrics
+      metricHistory.append(metrics)
       let elapsed = Date().timeIntervalSince(start)
       var log = StepLog(step: step, totalSteps: options.steps, loss: total, learningRate: optimizer.learningRate,
-                        gradNorm: norm, tokensPerSecond: Double(tokens) / Swift.max(elapsed, 1e-9), elapsed: elapsed,
-                        metrics: metrics)
+                        gradNorm: metrics["grad_norm"] ?? .nan, tokensPerSecond: Double(tokens) / Swift.max(elapsed, 1e-9),
+                        elapsed: elapsed, metrics: metrics)
       log.firstStep = firstStep
       progress(log)
       if let dir = outputDirectory, options.saveEvery > 0, step % options.saveEvery == 0, step < options.steps {
@@ -217,7 +321,8 @@ public final class Trainer<Method: TrainingMethod> {
     }
     let elapsed = Date().timeIntervalSince(start)
     return TrainingSummary(steps: step, finalLoss: history.last ?? .nan, lossHistory: history,
-                           tokensPerSecond: Double(tokens) / Swift.max(elapsed, 1e-9), metrics: lastMetrics)
+                           tokensPerSecond: Double(tokens) / Swift.max(elapsed, 1e-9), metrics: metricHistory.last ?? [:],
+                           metricHistory: metricHistory)
   }
 
   // MARK: checkpoints
@@ -233,6 +338,11 @@ public final class Trainer<Method: TrainingMethod> {
 
   static func checkpointName(_ step: Int) -> String { String(format: "checkpoint-%06d", step) }
 
+  /// Every random stream of the run by name: the trainer's data order and the method's own.
+  var streams: [(name: String, generator: Generator)] {
+    [("generator", generator)] + method.generators.map { ("method/" + $0.name, $0.generator) }
+  }
+
   /// Writes `checkpoint-NNNNNN/` (model in Hugging Face layout, optimizer, trainer state, RNG) under
   /// `directory`: built as a hidden partial directory and renamed into place, so a kill at any moment
   /// leaves either the whole checkpoint or none. Older checkpoints beyond the last two are removed.
@@ -244,7 +354,8 @@ public final class Trainer<Method: TrainingMethod> {
     try fm.createDirectory(at: partial, withIntermediateDirectories: true)
     try Checkpoint.save(model, to: partial)
     try optimizer.save(to: partial.appendingPathComponent("optimizer.safetensors"))
-    try Safetensors.save(["generator": generator.state], to: partial.appendingPathComponent("rng.safetensors"))
+    try Safetensors.save(Dictionary(uniqueKeysWithValues: streams.map { ($0.name, $0.generator.state) }),
+                         to: partial.appendingPathComponent("rng.safetensors"))
     let extras = method.extraParameters
     if !extras.isEmpty {
       try Safetensors.save(Dictionary(uniqueKeysWithValues: extras.map { ($0.name, $0.tensor) }),
@@ -283,10 +394,11 @@ public final class Trainer<Method: TrainingMethod> {
     }
     try Checkpoint.assign(Checkpoint.loadTensors(from: url), to: model, source: url.path)
     try optimizer.load(from: url.appendingPathComponent("optimizer.safetensors"))
-    guard let rng = try Safetensors.load(url.appendingPathComponent("rng.safetensors"))["generator"] else {
-      throw CheckpointError("\(url.path)/rng.safetensors: no 'generator' tensor")
+    let rng = try Safetensors.load(url.appendingPathComponent("rng.safetensors"))
+    for (name, g) in streams {
+      guard let s = rng[name] else { throw CheckpointError("\(url.path)/rng.safetensors: no '\(name)' tensor") }
+      try g.setState(s)
     }
-    try generator.setState(rng)
     let extras = method.extraParameters
     if !extras.isEmpty {
       let saved = try Safetensors.load(url.appendingPathComponent("extras.safetensors"))
@@ -305,10 +417,33 @@ public final class Trainer<Method: TrainingMethod> {
   }
 }
 
+extension Trainer where Method: OnlineMethod {
+  /// An online run: each step draws `options.batchSize` prompts, rolls them out on the live policy, then
+  /// makes `method.passes` shuffled passes of optimizer steps over `method.miniBatch` examples each.
+  public convenience init(model: any CausalLM, method: Method, prompts: [Method.Prompt], evalPrompts: [Method.Prompt] = [],
+                          options: TrainerOptions, outputDirectory: URL? = nil) {
+    self.init(model: model, method: method, sourceCount: prompts.count, drawn: options.batchSize, passes: method.passes,
+              updateSize: method.miniBatch, options: options, outputDirectory: outputDirectory,
+              collect: { indices, step in
+                model.setTraining(false)
+                return method.rollout(indices.map { prompts[$0] }, model: model, step: step)
+              },
+              evaluator: { step in
+                guard !evalPrompts.isEmpty else { return [:] }
+                model.setTraining(false)
+                defer { model.setTraining(true) }
+                return method.evaluate(evalPrompts, model: model, step: step).reduce(into: [:]) { $0["eval/" + $1.key] = $1.value }
+              })
+  }
+}
+
 /// Appends one `{"step": N, "data": {…}}` object per line; on resume, lines past the resumed step are
 /// dropped so the file reads as one uninterrupted run.
 public final class MetricsLog {
   let url: URL
+  /// The kept lines' metrics, in order (what a resumed run had logged before).
+  public private(set) var kept: [[String: Double]] = []
+
   public init(url: URL, truncateAfter step: Int) throws {
     self.url = url
     let fm = FileManager.default
@@ -317,13 +452,15 @@ public final class MetricsLog {
       return
     }
     let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-    let kept = text.split(separator: "\n").filter { line in
+    var lines: [Substring] = []
+    for line in text.split(separator: "\n") {
       guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let s = obj["step"] as? Int
-      else { return false }
-      return s <= step
+        let s = obj["step"] as? Int, s <= step
+      else { continue }
+      lines.append(line)
+      kept.append(((obj["data"] as? [String: Any]) ?? [:]).mapValues { ($0 as? Double) ?? .nan })
     }
-    try Data(kept.map { $0 + "\n" }.joined().utf8).write(to: url)
+    try Data(lines.map { $0 + "\n" }.joined().utf8).write(to: url)
   }
 
   public func append(step: Int, _ metrics: [String: Double]) throws {

@@ -7,6 +7,9 @@ import Worlds
 
 /// The configuration of `shatter experiment inclusive`; every field has a default that runs on two
 /// cores in minutes.
+/// Which epistemic head scores the model's features (METHODS §2).
+public enum EpistemicKind: String, Codable, Sendable, CaseIterable { case epinet, ensemble }
+
 public struct InclusiveConfig: Codable, Sendable, Equatable {
   /// The default world is small enough that a few hundred pairwise choices carry real information
   /// **(choice)**: 2 prompts, responses of 2 tokens over 4 symbols (16 per prompt), 3 types of sharpness
@@ -33,8 +36,8 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
   /// policy whose pull fades as the n recorded choices accumulate (METHODS §1.1's "μ · SFT on reference
   /// text" with the pre-trained model's own distribution as the reference, computed exactly).
   public var priorStrength = 50.0
-  /// Epistemic head: "epinet" or "ensemble"; index samples per example and per selection.
-  public var epistemic = "epinet"
+  /// Epistemic head; index samples per example and per selection.
+  public var epistemic = EpistemicKind.epinet
   public var indexSamples = 16
   public var priorScale = 1.0
   public var rules: [SelectionRule] = SelectionRule.allCases
@@ -55,7 +58,6 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
     func need(_ ok: Bool, _ what: String) throws { if !ok { throw ExperimentError("config: \(what)") } }
     try need(budget > 0 && batchSize > 0 && budget % batchSize == 0, "budget must be a positive multiple of batch_size")
     try need(candidates >= population.candidates, "candidates must be at least population.candidates")
-    try need(["epinet", "ensemble"].contains(epistemic), "epistemic must be 'epinet' or 'ensemble'")
     try need(seeds > 0 && indexSamples > 1 && !rules.isEmpty, "seeds, index_samples (>1) and rules must be non-empty")
     try need(layers > 0 && dModel > 0 && heads > 0 && dModel % heads == 0, "model sizes must be positive, d_model divisible by heads")
   }
@@ -190,7 +192,7 @@ public final class InclusiveExperiment {
 
   func makeHead(seed: UInt64) -> any EpistemicHead {
     let g = Generator(seed: seed &+ 0xE9)
-    return config.epistemic == "ensemble"
+    return config.epistemic == .ensemble
       ? EnsembleHead(features: config.dModel, count: config.indexSamples, priorScale: config.priorScale, generator: g)
       : Epinet(features: config.dModel, priorScale: config.priorScale, generator: g)
   }
@@ -326,9 +328,9 @@ public final class InclusiveExperiment {
   }
 
   /// KL(p*‖π) of a model with these weights.
-  public func meanKL(_ weights: [String: Tensor]) -> Double {
+  public func meanKL(_ weights: [String: Tensor]) throws -> Double {
     let model = world.makeModel(seed: 0)
-    try! model.load(stateDict: weights)
+    try model.load(stateDict: weights)
     return world.meanKL(withoutGradients { world.policyTable(model) })
   }
 

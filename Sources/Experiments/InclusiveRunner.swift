@@ -53,6 +53,9 @@ public enum InclusiveRunner {
   public static func run(_ config: InclusiveConfig, out: URL, progress: @escaping @Sendable (String) -> Void = { _ in })
     throws -> InclusiveSummary
   {
+    // Passive always runs: it is the reference every rule is compared with, and the default target.
+    var config = config
+    if !config.rules.contains(.passive) { config.rules.insert(.passive, at: 0) }
     let experiment = try InclusiveExperiment(config: config)
     let fm = FileManager.default
     let runs = out.appendingPathComponent("runs")
@@ -76,7 +79,7 @@ public enum InclusiveRunner {
       let w = experiment.pretrained(seed: 0)
       Torch.threads = 1
       try Safetensors.save(w, to: file)
-      progress(String(format: "pre-trained on p_0 (KL(p*‖π_pre) %.4f)", experiment.meanKL(w)))
+      progress(String(format: "pre-trained on p_0 (KL(p*‖π_pre) %.4f)", try experiment.meanKL(w)))
       return w
     }()
     let jobs: [(rule: SelectionRule?, seed: Int)] = seeds.flatMap { s in config.rules.map { ($0, s) } + [(nil, s)] }
@@ -188,7 +191,7 @@ public enum InclusiveRunner {
       \(config.population.length) tokens over \(config.population.vocabulary) symbols. A \(config.layers)-layer transformer \
       pre-trained on a prior biased towards the majority type (KL(p*‖p₀) = \(String(format: "%.4f", s.priorKL)); after \
       pre-training KL(p*‖π) = \(String(format: "%.4f", s.pretrainedKL))) is fine-tuned by fitting its own likelihood to the \
-      choices, with a\(config.epistemic == "ensemble" ? "n ensemble" : "n epinet") head choosing the questions. \
+      choices, with a\(config.epistemic == .ensemble ? "n ensemble" : "n epinet") head choosing the questions. \
       Budget \(config.budget) queries, \(config.seeds) seeds, updates every \(config.batchSize) queries. The target is \
       \(config.targetKL == nil ? "the passive rule's final KL" : "the configured KL").
 

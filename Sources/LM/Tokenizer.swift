@@ -71,3 +71,12 @@ enum ByteLevelTable {
     return out
   }
 }
+
+extension CausalLM {
+  /// The ids that end a generated response: `config.json`'s EOS ids and the tokenizer's EOS.
+  public func stopTokens(tokenizer: any TextTokenizer) -> Set<Int> {
+    var stops = Set(config.eosTokenIds)
+    if let eos = tokenizer.eosTokenId { stops.insert(eos) }
+    return stops
+  }
+}

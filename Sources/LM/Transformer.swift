@@ -39,7 +39,8 @@ extension CausalLM {
     return forward(tokens, positions: positions, attentionBias: nil, cache: nil).logits
   }
 
-  public var dtype: DType { namedParameters().first?.tensor.dtype ?? .float32 }
+  /// The parameters' dtype, read off the embedding table (no walk of the module tree).
+  public var dtype: DType { embeddingWeight.dtype }
 }
 
 /// Keys and values of past positions for each layer, [B, H_kv, S, D], grown by concatenation.

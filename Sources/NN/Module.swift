@@ -3,8 +3,8 @@ import Torch
 
 /// A network component. Its parameters are found by reflection: every stored `Tensor` property is a
 /// parameter, every stored `Module` (or array of modules, or array of tensors) is a child, and names are
-/// joined with dots (`h.0.attn.c_attn.weight`). Wrap a property in `@Key("name")` when the checkpoint
-/// key differs from the Swift name, so loading a Hugging Face checkpoint is a straight mapping.
+/// joined with dots (`h.0.attn.c_attn.weight`): properties carry their checkpoint names, so loading a
+/// Hugging Face checkpoint is a straight mapping.
 ///
 /// Parameters are updated in place (optimizers, `load`), so modules hold them as `let`.
 public protocol Module: AnyObject {}
@@ -12,25 +12,6 @@ public protocol Module: AnyObject {}
 /// Modules whose behaviour differs between training and evaluation (dropout).
 public protocol TrainingModeAware: AnyObject {
   var training: Bool { get set }
-}
-
-/// Gives a stored property a checkpoint key other than its Swift name.
-@propertyWrapper
-public struct Key<Value> {
-  public let key: String
-  public var wrappedValue: Value
-  public init(wrappedValue: Value, _ key: String) {
-    self.key = key
-    self.wrappedValue = wrappedValue
-  }
-}
-
-protocol KeyedProperty {
-  var key: String { get }
-  var anyValue: Any { get }
-}
-extension Key: KeyedProperty {
-  var anyValue: Any { wrappedValue }
 }
 
 extension Module {
@@ -61,8 +42,9 @@ extension Module {
   /// Freezes (or unfreezes) every parameter.
   public func setRequiresGrad(_ on: Bool) { visitParameters { $1.requiresGrad = on } }
 
-  /// Clears every parameter's gradient.
-  public func zeroGrad() { visitParameters { $1.zeroGrad() } }
+  /// Zeroes every parameter's gradient in place. It never drops a gradient tensor: an optimizer's flat
+  /// buffers (AdamW) are views that the parameters' `.grad` must keep pointing into.
+  public func zeroGrad() { visitParameters { $1.zeroGrad(setToNone: false) } }
 
   func walk(prefix: String, visitParameter: (String, Tensor) -> Void, visitModule: (any Module) -> Void) {
     visitModule(self)
@@ -74,13 +56,8 @@ extension Module {
     }
     for level in levels.reversed() {
       for child in level.children {
-        guard var label = child.label else { continue }
-        var value = child.value
-        if let keyed = value as? KeyedProperty {
-          label = keyed.key
-          value = keyed.anyValue
-        }
-        Self.visitValue(value, name: prefix + label, visitParameter: visitParameter, visitModule: visitModule)
+        guard let label = child.label else { continue }
+        Self.visitValue(child.value, name: prefix + label, visitParameter: visitParameter, visitModule: visitModule)
       }
     }
   }

@@ -34,6 +34,8 @@ public protocol Optimizer: AnyObject {
   func zeroGrad()
   /// The global L2 norm of all gradients, after scaling them down to `maxNorm` when given.
   func clipGradients(maxNorm: Double?) -> Double
+  /// The same as a float64 0-dim tensor, without a device sync (the trainer reads it with its metrics).
+  func clipGradientNorm(maxNorm: Double?) -> Tensor
 }
 
 extension Optimizer {
@@ -41,8 +43,10 @@ extension Optimizer {
     for g in groups { for p in g.parameters { p.tensor.zeroGrad() } }
   }
 
-  public func clipGradients(maxNorm: Double?) -> Double {
-    clipOrMeasure(groups.flatMap { $0.parameters.map(\.tensor) }, maxNorm: maxNorm)
+  public func clipGradients(maxNorm: Double?) -> Double { clipGradientNorm(maxNorm: maxNorm).item() }
+
+  public func clipGradientNorm(maxNorm: Double?) -> Tensor {
+    clipOrMeasure(groups.flatMap { $0.parameters.compactMap(\.tensor.grad) }, maxNorm: maxNorm)
   }
 
   public func save(to url: URL) throws {
@@ -270,19 +274,11 @@ public final class AdamW: Optimizer {
     }
   }
 
-  public func clipGradients(maxNorm: Double?) -> Double {
+  public func clipGradientNorm(maxNorm: Double?) -> Tensor {
     guard layout != nil || flat.allSatisfy({ $0 != nil }) else {
-      return clipOrMeasure(groups.flatMap { $0.parameters.map(\.tensor) }, maxNorm: maxNorm)
+      return clipOrMeasure(groups.flatMap { $0.parameters.compactMap(\.tensor.grad) }, maxNorm: maxNorm)
     }
-    return withoutGradients {
-      let grads = layout.map { [$0.whole.grads] } ?? flat.map { $0!.grads }
-      let total = grads.count == 1 ? grads[0].norm(2).item() : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2).item()
-      if let maxNorm {
-        let coef = maxNorm / (total + 1e-6)
-        if coef < 1 { for g in grads { g.mul_(coef) } }
-      }
-      return total
-    }
+    return clipOrMeasure(layout.map { [$0.whole.grads] } ?? flat.map { $0!.grads }, maxNorm: maxNorm)
   }
 
   public func stateDict() -> (tensors: [String: Tensor], metadata: [String: String]) { store.stateDict(groups: groups) }
@@ -402,12 +398,17 @@ public final class RMSprop: Optimizer {
   }
 }
 
-/// The gradients' global norm, clipped to `maxNorm` when given.
-func clipOrMeasure(_ params: [Tensor], maxNorm: Double?) -> Double {
-  if let maxNorm { return clipGradNorm(params, maxNorm: maxNorm) }
-  return withoutGradients {
-    let grads = params.compactMap(\.grad)
-    return grads.isEmpty ? 0 : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2).item()
+/// The global L2 norm of `grads` (float64, 0-dim), after scaling them by min(1, maxNorm/(norm + 1e-6))
+/// when `maxNorm` is given: `clip_grad_norm_`'s arithmetic, with no device sync.
+func clipOrMeasure(_ grads: [Tensor], maxNorm: Double?) -> Tensor {
+  withoutGradients {
+    guard !grads.isEmpty else { return Tensor.zeros([], dtype: .float64) }
+    let total = grads.count == 1 ? grads[0].norm(2).to(.float64) : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2)
+    if let maxNorm {
+      let coef = (maxNorm / (total + 1e-6)).clamp(max: 1)
+      for g in grads { g.mul_(coef) }
+    }
+    return total
   }
 }
 
@@ -415,12 +416,5 @@ func clipOrMeasure(_ params: [Tensor], maxNorm: Double?) -> Double {
 /// same 1e-6 guard); returns the norm before clipping. Parameters without gradients are ignored.
 @discardableResult
 public func clipGradNorm(_ parameters: [Tensor], maxNorm: Double) -> Double {
-  withoutGradients {
-    let grads = parameters.compactMap(\.grad)
-    guard !grads.isEmpty else { return 0 }
-    let total = Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2).item()
-    let coef = maxNorm / (total + 1e-6)
-    if coef < 1 { for g in grads { g.mul_(coef) } }
-    return total
-  }
+  clipOrMeasure(parameters.compactMap(\.grad), maxNorm: maxNorm).item()
 }

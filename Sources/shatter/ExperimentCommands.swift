@@ -3,12 +3,16 @@ import ArgumentParser
 import Experiments
 import Foundation
 
+extension SelectionRule: ExpressibleByArgument {}
+extension EpistemicKind: ExpressibleByArgument {}
+
 struct ExperimentCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "experiment", abstract: "Run a paper's experiment as a named, seeded, resumable run with a report.",
     subcommands: [InclusiveCommand.self])
 }
 
+/// Every flag's default is `InclusiveConfig`'s own (shown by --help), so the defaults live in one place.
 struct InclusiveCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "inclusive",
@@ -21,59 +25,57 @@ struct InclusiveCommand: ParsableCommand {
       and skipped, so an interrupted experiment continues where it stopped. Writes metrics.jsonl, summary.json, \
       report.md and SVG plots.
       """)
+  static let d = InclusiveConfig()
 
   @Option(help: "Directory for the runs and the report.") var out = "out/inclusive"
-  @Option(help: "Prompts of the didactic population (default 2).") var prompts: Int?
-  @Option(help: "Symbols per response position, V (default 4).") var vocabulary: Int?
-  @Option(help: "Tokens per response, L; the response space has V^L elements (default 2).") var length: Int?
-  @Option(help: "Comma-separated weights of the person types, one per type (default 0.5,0.3,0.2).") var weights: String?
-  @Option(help: "How peaked each type's preferences are (default 1.5).") var sharpness: Double?
-  @Option(help: "Share of the majority type in the pre-training prior p_0, the rest uniform (default 0.9).") var priorMix: Double?
-  @Option(help: "Seed of the population itself: where each type's preferences are centred (default 0; --seeds are the runs' seeds).") var worldSeed: UInt64?
-  @Option(help: "K, responses shown per query (default 2).") var shown: Int?
-  @Option(help: "Seeds per rule (default 20; fewer make the queries-to-target comparison mostly noise).") var seeds: Int?
-  @Option(help: "Queries per run (default 240).") var budget: Int?
-  @Option(help: "Queries between model updates (default 20).") var batchSize: Int?
-  @Option(help: "Candidates sampled from the policy per query, from which the rule picks K (default 8).") var candidates: Int?
-  @Option(help: "Epistemic head: epinet or ensemble (default epinet).") var epistemic: String?
-  @Option(help: "Index samples z per example and per selection (ensemble size for ensemble; default 16).") var indexSamples: Int?
-  @Option(help: "β, the scale of the epistemic head's frozen prior network (default 1).") var priorScale: Double?
-  @Option(help: "Comma-separated selection rules (default all; passive is always run): passive (uniform), boltzmann (∝ exp(mean score)), infomax (the pair whose preference varies most over indices), double_ts (argmax under two indices), contrast (best against worst by mean score), ts_contrast (best under one index against worst under another).") var rules: String?
+  @Option(help: "Prompts of the didactic population.") var prompts = d.population.prompts
+  @Option(help: "Symbols per response position, V.") var vocabulary = d.population.vocabulary
+  @Option(help: "Tokens per response, L; the response space has V^L elements.") var length = d.population.length
+  @Option(help: "Comma-separated weights of the person types, one per type.")
+  var weights = d.population.weights.map { String(describing: $0) }.joined(separator: ",")
+  @Option(help: "How peaked each type's preferences are.") var sharpness = d.population.sharpness
+  @Option(help: "Share of the majority type in the pre-training prior p_0, the rest uniform.") var priorMix = d.population.priorMix
+  @Option(help: "Seed of the population itself: where each type's preferences are centred (--seeds are the runs' seeds).")
+  var worldSeed = d.population.seed
+  @Option(help: "K, responses shown per query.") var shown = d.population.candidates
+  @Option(help: "Seeds per rule (fewer make the queries-to-target comparison mostly noise).") var seeds = d.seeds
+  @Option(help: "Queries per run.") var budget = d.budget
+  @Option(help: "Queries between model updates.") var batchSize = d.batchSize
+  @Option(help: "Candidates sampled from the policy per query, from which the rule picks K.") var candidates = d.candidates
+  @Option(help: "Epistemic head: epinet or ensemble.") var epistemic = d.epistemic
+  @Option(help: "Index samples z per example and per selection (ensemble size for ensemble).") var indexSamples = d.indexSamples
+  @Option(help: "β, the scale of the epistemic head's frozen prior network.") var priorScale = d.priorScale
+  @Option(help: "Comma-separated selection rules (passive is always run): passive (uniform), boltzmann (∝ exp(mean score)), infomax (the pair whose preference varies most over indices), double_ts (argmax under two indices), contrast (best against worst by mean score), ts_contrast (best under one index against worst under another).")
+  var rules = d.rules.map(\.rawValue).joined(separator: ",")
   @Option(help: "Target KL (default: the passive rule's final KL).") var targetKl: Double?
-  @Option(help: "Optimizer steps after each batch of queries, on every query so far (default 20).") var updateSteps: Int?
-  @Option(help: "AdamW learning rate of the feedback updates (default 1e-3).") var learningRate: Double?
-  @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries (default 50).") var priorStrength: Double?
-  @Option(help: "Pre-training steps on p_0 (default 1000).") var pretrainSteps: Int?
-  @Option(help: "β of the baseline's KL-regularised policy update π ∝ π_pre·exp(r/β) (default 1).") var baselineBeta: Double?
-  @Option(help: "Transformer layers (default 2).") var layers: Int?
+  @Option(help: "Optimizer steps after each batch of queries, on every query so far.") var updateSteps = d.updateSteps
+  @Option(help: "AdamW learning rate of the feedback updates.") var learningRate = d.learningRate
+  @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries.") var priorStrength = d.priorStrength
+  @Option(help: "Pre-training steps on p_0.") var pretrainSteps = d.pretrainSteps
+  @Option(help: "β of the baseline's KL-regularised policy update π ∝ π_pre·exp(r/β).") var baselineBeta = d.baselineBeta
+  @Option(help: "Transformer layers.") var layers = d.layers
   @Option(help: "A YAML file of these options (e.g. `seeds: 5`); flags override it.") var config: String?
   @Flag(help: "Print summary.json's content as one JSON object on stdout (progress goes to stderr).") var json = false
 
   func run() throws {
     var c = InclusiveConfig()
-    func set<T>(_ value: T?, _ key: WritableKeyPath<InclusiveConfig, T>) { if let value { c[keyPath: key] = value } }
-    set(seeds, \.seeds); set(budget, \.budget); set(batchSize, \.batchSize); set(candidates, \.candidates)
-    set(epistemic, \.epistemic); set(indexSamples, \.indexSamples); set(priorScale, \.priorScale)
-    set(updateSteps, \.updateSteps); set(learningRate, \.learningRate); set(priorStrength, \.priorStrength)
-    set(pretrainSteps, \.pretrainSteps); set(baselineBeta, \.baselineBeta); set(layers, \.layers)
-    set(prompts, \.population.prompts); set(vocabulary, \.population.vocabulary); set(length, \.population.length)
-    set(sharpness, \.population.sharpness); set(priorMix, \.population.priorMix); set(worldSeed, \.population.seed); set(shown, \.population.candidates)
-    if let weights {
-      c.population.weights = try weights.split(separator: ",").map {
-        guard let w = Double($0.trimmingCharacters(in: .whitespaces)) else { throw UserError("--weights: '\($0)' is not a number") }
-        return w
-      }
-      c.population.types = c.population.weights.count
+    c.seeds = seeds; c.budget = budget; c.batchSize = batchSize; c.candidates = candidates; c.epistemic = epistemic
+    c.indexSamples = indexSamples; c.priorScale = priorScale; c.updateSteps = updateSteps; c.learningRate = learningRate
+    c.priorStrength = priorStrength; c.pretrainSteps = pretrainSteps; c.baselineBeta = baselineBeta; c.layers = layers
+    c.population.prompts = prompts; c.population.vocabulary = vocabulary; c.population.length = length
+    c.population.sharpness = sharpness; c.population.priorMix = priorMix; c.population.seed = worldSeed
+    c.population.candidates = shown
+    c.population.weights = try weights.split(separator: ",").map {
+      guard let w = Double($0.trimmingCharacters(in: .whitespaces)) else { throw UserError("--weights: '\($0)' is not a number") }
+      return w
     }
-    if let targetKl { c.targetKL = targetKl }
-    if let rules {
-      c.rules = try rules.split(separator: ",").map { name in
-        guard let r = SelectionRule(rawValue: String(name)) else {
-          throw UserError("--rules: unknown rule '\(name)' (\(SelectionRule.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        return r
+    c.population.types = c.population.weights.count
+    c.targetKL = targetKl
+    c.rules = try rules.split(separator: ",").map { name in
+      guard let r = SelectionRule(rawValue: String(name)) else {
+        throw UserError("--rules: unknown rule '\(name)' (\(SelectionRule.allCases.map(\.rawValue).joined(separator: ", ")))")
       }
-      if !c.rules.contains(.passive) { c.rules.insert(.passive, at: 0) }
+      return r
     }
     let started = Date()
     let summary = try InclusiveRunner.run(c, out: URL(fileURLWithPath: out)) { line in

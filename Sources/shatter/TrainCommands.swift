@@ -5,20 +5,23 @@ import LM
 import NN
 import Torch
 
+extension ScheduleKind: ExpressibleByArgument {}
+extension ModelFamily: ExpressibleByArgument {}
+
+/// `shatter train NAME` for every method in `MethodRegistry.all`, each generated from its declaration.
 struct TrainCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "train", abstract: "Fine-tune a model with one of Shatter's objectives.",
-    subcommands: [
-      SFTCommand.self, IFTCommand.self, IQLearnCommand.self, ChoiceCommand.self, RewardModelCommand.self, DPOCommand.self,
-      ORPOCommand.self, PPOCommand.self,
-    ])
+    subcommands: MethodRegistry.all.map { methodCommand($0) })
+
+  static func methodCommand<M: MethodDefinition>(_ method: M.Type) -> ParsableCommand.Type { MethodCommand<M>.self }
 }
 
 /// Where the model comes from: a checkpoint directory, or a fresh one of a family and size.
 struct ModelSourceOptions: ParsableArguments {
-  @Option(help: "Start from this Hugging Face checkpoint directory.") var model: String?
+  @Option(help: "Start from this Hugging Face checkpoint directory (or a .gguf file).") var model: String?
   @Option(name: .customLong("init"), help: "Start from a freshly initialised model of this family instead: gpt2, llama or qwen2.")
-  var initFamily: String?
+  var initFamily: ModelFamily?
   @Option(help: "Tokenizer directory for --init (default: a byte-level tokenizer, 257 tokens).")
   var tokenizer: String?
   @Option(help: "Layers of a fresh model.") var layers = 2
@@ -30,9 +33,6 @@ struct ModelSourceOptions: ParsableArguments {
   mutating func validate() throws {
     guard (model == nil) != (initFamily == nil) else {
       throw ValidationError("give exactly one of --model DIR and --init gpt2|llama|qwen2")
-    }
-    if let f = initFamily, ModelFamily(rawValue: f) == nil {
-      throw ValidationError("--init must be one of gpt2, llama, qwen2 (got '\(f)')")
     }
   }
 
@@ -51,54 +51,61 @@ struct ModelSourceOptions: ParsableArguments {
     }
     let tok = try loadTokenizer(tokDir.path)
     let eos = tok.eosTokenId.map { [$0] } ?? []
-    let config = ModelConfig(family: ModelFamily(rawValue: initFamily!)!, vocabSize: tok.vocabularySize, hiddenSize: dModel,
-                             layers: layers, heads: heads, kvHeads: kvHeads, maxPositions: maxPositions,
-                             bosTokenId: tok.bosTokenId, eosTokenIds: eos)
+    let config = ModelConfig(family: initFamily ?? .gpt2, vocabSize: tok.vocabularySize, hiddenSize: dModel, layers: layers,
+                             heads: heads, kvHeads: kvHeads, maxPositions: maxPositions, bosTokenId: tok.bosTokenId,
+                             eosTokenIds: eos)
     try config.validate(source: "model flags")
     return (Checkpoint.makeModel(config, generator: Generator(seed: seed)), tok, tokDir)
   }
 }
 
-/// Optimisation flags shared by every training method.
-struct OptimizationOptions: ParsableArguments {
-  @Option(help: "Examples per micro-batch.") var batchSize = 8
-  @Option(help: "Micro-batches per optimizer step (gradient accumulation).") var gradAccum = 1
+/// Optimisation flags shared by every method; each default (and its help) comes from the method's
+/// `trainerDefaults`, so PPO's constant 1e-4 and SFT's cosine 3e-4 are declared once, in their files.
+struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
+  static var defaults: TrainerOptions { M.trainerDefaults }
+  static func shown(_ value: Double) -> String { String(describing: value) }
+
+  @Option(help: "Examples per micro-batch (online methods: prompts per rollout; default \(Self.defaults.batchSize)).")
+  var batchSize: Int?
+  @Option(help: "Micro-batches per optimizer step (gradient accumulation; default \(Self.defaults.accumulation)).")
+  var gradAccum: Int?
   @Option(help: "Tokens per sequence; longer examples keep their first tokens.") var seqLen = 256
-  @Option(help: "Optimizer steps.") var steps: Int?
-  @Option(help: "Passes over the data (used when --steps is not given).") var epochs = 1.0
-  @Option(help: "Peak learning rate (AdamW, betas 0.9/0.95).") var lr = 3e-4
-  @Option(help: "Learning-rate schedule after warm-up: constant, linear (to 0) or cosine (to 0).")
-  var schedule = "cosine"
+  @Option(help: "Trainer steps: optimizer steps, or rollouts for online methods (default: --epochs over the data; \(Self.defaults.steps) for online methods).")
+  var steps: Int?
+  @Option(help: "Passes over the data (offline methods, used when --steps is not given).") var epochs = 1.0
+  @Option(help: "Peak learning rate (AdamW, betas 0.9/0.95; default \(shown(Self.defaults.learningRate))).") var lr: Double?
+  @Option(help: "Learning-rate schedule after warm-up: constant, linear (to 0) or cosine (to 0) (default \(Self.defaults.schedule.rawValue)).")
+  var schedule: ScheduleKind?
   @Option(help: "Linear warm-up steps.") var warmup = 0
   @Option(help: "Decoupled weight decay on matrices (not on biases or norms).") var weightDecay = 0.0
   @Option(help: "Clip the global gradient norm to this (0: off).") var clip = 1.0
-  @Option(help: "Seed for initialisation, data order and sampling.") var seed: UInt64 = 0
+  @Option(help: "Seed for initialisation, data order, sampling and every method's own random stream.") var seed: UInt64 = 0
   @Option(help: "Write a resumable checkpoint under --out every N steps (0: only the final model).")
   var saveEvery = 0
   @Option(help: "Evaluate on --eval-data every N steps (0: once at the end).") var evalEvery = 0
-  @Flag(help: "Continue from the latest checkpoint under --out: weights, optimizer, schedule, RNG and data position.")
+  @Flag(help: "Continue from the latest checkpoint under --out: weights, optimizer, schedule, every RNG stream and data position.")
   var resume = false
   @Option(help: "A YAML file of option values (e.g. `lr: 3e-4`); flags on the command line override it.")
   var config: String?
 
   func validate() throws {
-    guard batchSize > 0, gradAccum > 0, seqLen > 1, epochs > 0, lr > 0, warmup >= 0, clip >= 0 else {
-      throw ValidationError("batch size, accumulation, epochs and learning rate must be positive; seq-len > 1")
+    guard (batchSize ?? 1) > 0, (gradAccum ?? 1) > 0, seqLen > 1, epochs > 0, (lr ?? 1) > 0, warmup >= 0, clip >= 0,
+      saveEvery >= 0, evalEvery >= 0
+    else {
+      throw ValidationError("batch size, accumulation, epochs and learning rate must be positive; seq-len > 1; counts ≥ 0")
     }
     if let steps, steps <= 0 { throw ValidationError("--steps must be positive") }
-    guard ScheduleKind(rawValue: schedule) != nil else {
-      throw ValidationError("--schedule must be constant, linear or cosine (got '\(schedule)')")
-    }
   }
 
-  func trainerOptions(examples: Int) -> TrainerOptions {
-    var o = TrainerOptions()
-    o.batchSize = batchSize
-    o.accumulation = gradAccum
-    o.steps = steps ?? Swift.max(1, Int((epochs * Double(examples) / Double(batchSize * gradAccum)).rounded(.up)))
-    o.learningRate = lr
+  var trainerOptions: TrainerOptions {
+    var o = Self.defaults
+    o.batchSize = batchSize ?? o.batchSize
+    o.accumulation = gradAccum ?? o.accumulation
+    o.steps = steps ?? o.steps
+    o.epochs = steps == nil ? epochs : nil
+    o.learningRate = lr ?? o.learningRate
     o.warmup = warmup
-    o.schedule = ScheduleKind(rawValue: schedule)!
+    o.schedule = schedule ?? o.schedule
     o.weightDecay = weightDecay
     o.clipNorm = clip > 0 ? clip : nil
     o.seed = seed
@@ -108,76 +115,111 @@ struct OptimizationOptions: ParsableArguments {
   }
 }
 
-struct SFTCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(
-    commandName: "sft", abstract: "Supervised fine-tuning: token cross-entropy on completions.",
-    discussion: """
-      Data: JSONL with {"text"}, {"prompt","completion"} or {"messages":[{"role","content"}…]} per line. \
-      The loss covers the completion (the last message for chat data) and its final EOS token, never the \
-      prompt; the boundary comes from the data, not from chat-template markup.
-      """)
-
-  @OptionGroup var source: ModelSourceOptions
-  @OptionGroup var optimization: OptimizationOptions
-  @OptionGroup var data: DataOptions
-
-  func run() throws {
-    let r = try MethodRun(source, optimization)
-    let s = try r.run(SFTMethod(padId: r.padId), try r.demonstrations(data.data), try data.evalData.map(r.demonstrations) ?? [],
-                      optimization, data)
-    report(s, method: "sft", out: data.out, json: data.json)
-  }
+/// Flags every training command shares beside the model and optimisation groups.
+struct DataOptions: ParsableArguments {
+  @Option(help: "Training data (JSONL).") var data: String
+  @Option(help: "Held-out data (JSONL, same format) for eval/* metrics.") var evalData: String?
+  @Option(help: "Write the checkpoint (Hugging Face layout), metrics.jsonl and resumable checkpoints here.")
+  var out: String
+  @Flag(help: "Print one JSON summary object and nothing else on stdout (progress goes to stderr).") var json = false
 }
 
-/// Runs a method with the shared trainer: progress on stderr, checkpoints and metrics.jsonl under `out`,
-/// `--resume` from the latest checkpoint there, and the final model saved in Hugging Face layout.
-func runTraining<M: TrainingMethod>(model: any CausalLM, method: M, examples: [M.Example], evalExamples: [M.Example],
-                                    options: TrainerOptions, out: String, resume: Bool, companions: URL?) throws
-  -> TrainingSummary
-{
-  let outURL = URL(fileURLWithPath: out)
-  try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-  let trainer = Trainer(model: model, method: method, examples: examples, evalExamples: evalExamples, options: options,
-                        outputDirectory: outURL)
-  let progress = ProgressLine(total: options.steps)
-  if resume {
-    if let step = try trainer.resume(from: outURL) {
-      progress.note("\(method.name): resuming from step \(step) of \(options.steps)")
-    } else {
-      progress.note("\(method.name): no checkpoint under \(out) to resume from; starting at step 0")
+/// One method's `shatter train NAME`: the shared groups, plus the method's own options as declared in its
+/// file (listed under the command's help and parsed against that declaration).
+struct MethodCommand<M: MethodDefinition>: ParsableCommand {
+  static var configuration: CommandConfiguration {
+    CommandConfiguration(commandName: M.commandName, abstract: M.abstract, discussion: discussion)
+  }
+
+  static var discussion: String {
+    guard !M.options.isEmpty else { return M.discussion }
+    let rows = M.options.map { o -> String in
+      let flag = "--\(o.name)" + (o.kind == .flag ? "" : " <\(o.kind == .string ? "value" : "n")>")
+      let help = o.help + (o.defaultValue.map { " (default: \($0))" } ?? "")
+      return "  " + flag.padding(toLength: Swift.max(26, flag.count + 2), withPad: " ", startingAt: 0) + help
+    }
+    return M.discussion + "\n\nMETHOD OPTIONS:\n" + rows.joined(separator: "\n")
+  }
+
+  @OptionGroup var source: ModelSourceOptions
+  @OptionGroup var optimization: OptimizationOptions<M>
+  @OptionGroup var data: DataOptions
+  @Argument(parsing: .allUnrecognized, help: .hidden) var methodFlags: [String] = []
+
+  func validate() throws {
+    do { _ = try MethodArguments(parsing: methodFlags, options: M.options) } catch let e as MethodOptionError {
+      throw ValidationError(e.description)
     }
   }
-  progress.note("\(method.name): \(examples.count) examples, \(model.parameterCount) parameters, \(options.steps) steps")
-  let summary = try trainer.train { progress.update($0) }
-  progress.finish()
-  try Checkpoint.save(model, to: outURL, companionsFrom: companions)
-  return summary
+
+  func run() throws {
+    let (model, tokenizer, companions) = try source.load(seed: optimization.seed)
+    let setup = MethodSetup(model: model, tokenizer: tokenizer, companions: companions, seed: optimization.seed,
+                            maxLength: optimization.seqLen)
+    let method: M
+    do { method = try M.make(try MethodArguments(parsing: methodFlags, options: M.options), setup) } catch let e as MethodOptionError {
+      throw UserError(e.description)
+    }
+    let outURL = URL(fileURLWithPath: data.out)
+    let dataURL = URL(fileURLWithPath: data.data), evalURL = data.evalData.map { URL(fileURLWithPath: $0) }
+    // The data is read (and checked) before anything is written under --out.
+    let trainer = try method.trainer(data: dataURL, evalData: evalURL, setup: setup, options: optimization.trainerOptions, out: outURL)
+    let options = trainer.options
+    try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+    let progress = ProgressLine(total: options.steps, metrics: M.progressMetrics)
+    if optimization.resume {
+      if let step = try trainer.resume(from: outURL) {
+        progress.note("\(method.name): resuming from step \(step) of \(options.steps)")
+      } else {
+        progress.note("\(method.name): no checkpoint under \(data.out) to resume from; starting at step 0")
+      }
+    }
+    progress.note("\(method.name): \(trainer.sourceCount) \(trainer.online ? "prompts" : "examples"), "
+      + "\(model.parameterCount) parameters, \(options.steps) steps")
+    let summary = try trainer.train { progress.update($0) }
+    progress.finish()
+    try method.save(to: outURL, setup: setup)
+    report(summary, method: M.self, out: data.out, json: data.json)
+  }
 }
 
 /// The one summary object (`--json`) or line a training command prints.
-func report(_ summary: TrainingSummary, method: String, out: String, json: Bool) {
+func report<M: MethodDefinition>(_ summary: TrainingSummary, method: M.Type, out: String, json: Bool) {
   if json {
-    printJSON(["method": method, "steps": summary.steps, "final_loss": summary.finalLoss,
-               "loss_history": summary.lossHistory, "tokens_per_second": summary.tokensPerSecond,
-               "metrics": summary.metrics.filter { $0.value.isFinite }])
+    var object: [String: Any] = [
+      "method": M.commandName, "steps": summary.steps, "final_loss": summary.finalLoss, "loss_history": summary.lossHistory,
+      "tokens_per_second": summary.tokensPerSecond, "metrics": summary.metrics.filter { $0.value.isFinite },
+    ]
+    for (metric, key) in M.summaryHistories { object[key] = summary.metricHistory.map { $0[metric] ?? .nan } }
+    printJSON(object)
   } else {
-    print(String(format: "%@: %d steps, final loss %.4f, %.0f tokens/s; saved %@", method, summary.steps,
-                 summary.finalLoss, summary.tokensPerSecond, out))
+    var line = String(format: "%@: %d steps, final loss %.4f, %.0f tokens/s", M.commandName, summary.steps, summary.finalLoss,
+                      summary.tokensPerSecond)
+    for (metric, _) in M.summaryHistories {
+      let h = summary.metricHistory.compactMap { $0[metric] }
+      line += String(format: ", %@ %.4f → %.4f", metric, h.first ?? .nan, h.last ?? .nan)
+    }
+    print(line + "; saved \(out)")
   }
 }
 
 /// One progress line on stderr, rewritten in place on a terminal and printed every tenth of the run otherwise.
 final class ProgressLine {
   let total: Int
+  let metrics: [String]
   let interactive = isatty(STDERR_FILENO) != 0
 
-  init(total: Int) { self.total = total }
+  init(total: Int, metrics: [String] = []) {
+    self.total = total
+    self.metrics = metrics
+  }
 
   func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
   func update(_ log: StepLog) {
-    let line = String(format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  eta %@", log.step, log.totalSteps,
+    var line = String(format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  eta %@", log.step, log.totalSteps,
                       log.loss, log.learningRate, log.gradNorm, log.tokensPerSecond, Self.clock(log.eta) as NSString)
+    for m in metrics { line += String(format: "  %@ %.4f", m, log.metrics[m] ?? .nan) }
     if interactive {
       FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
     } else if log.step == 1 || log.step == total || log.step % Swift.max(1, total / 10) == 0 {

@@ -47,16 +47,16 @@ func logSoftmaxRow(_ row: [Double]) -> [Double] {
 // MARK: - gradients with respect to the logits / inputs
 
 @Test func tokenLossesHaveFiniteDifferenceGradients() {
-  expectGradientsMatch([randomLogits()]) { TokenLoss.crossEntropy(logits: $0[0], targets: targets, mask: mask).loss }
+  expectGradientsMatch([randomLogits()]) { TokenLoss.crossEntropy(TokenScores(logits: $0[0], targets: targets), mask: mask).loss }
   expectGradientsMatch([randomLogits()]) {
-    IQLearnLoss.compute(logits: $0[0], targets: targets, mask: mask, lambda: 0.7, gamma: 0.9).loss
+    IQLearnLoss.compute(TokenScores(logits: $0[0], targets: targets), mask: mask, lambda: 0.7, gamma: 0.9).loss
   }
-  expectGradientsMatch([randomLogits()]) { IQLearnLoss.valueTerm(logits: $0[0], mask: mask, gamma: 0.9, lambda: 0.5).loss }
+  expectGradientsMatch([randomLogits()]) { IQLearnLoss.valueTerm(TokenScores(logits: $0[0], targets: targets), mask: mask, gamma: 0.9, lambda: 0.5).loss }
   let tokenLosses = Tensor([0.5, 1.2, 0.3, 2.0, 0.7, 0.9] as [Double], shape: [2, 3])
   expectGradientsMatch([tokenLosses]) { IFT.weightedLoss(tokenLosses: $0[0], mask: mask, gamma: 0.8).loss }
   expectGradientsMatch([randomLogits(), randomLogits()]) {
-    ORPOLoss.compute(chosenLogits: $0[0], chosenTargets: targets, chosenMask: mask, rejectedLogits: $0[1],
-                     rejectedTargets: targets, rejectedMask: mask, lambda: 0.5).loss
+    ORPOLoss.compute(chosen: TokenScores(logits: $0[0], targets: targets), chosenMask: mask,
+                     rejected: TokenScores(logits: $0[1], targets: targets), rejectedMask: mask, lambda: 0.5).loss
   }
 }
 
@@ -84,7 +84,7 @@ func logSoftmaxRow(_ row: [Double]) -> [Double] {
 @Test func iqlearnMatchesAHandComputation() {
   let logits = randomLogits()
   let (lambda, gamma) = (0.3, 0.9)
-  let got = IQLearnLoss.compute(logits: logits, targets: targets, mask: mask, lambda: lambda, gamma: gamma).loss.item()
+  let got = IQLearnLoss.compute(TokenScores(logits: logits, targets: targets), mask: mask, lambda: lambda, gamma: gamma).loss.item()
   let l = logits.toArray(Double.self), tg = targets.toArray(Int.self), m = mask.toArray(Double.self)
   func row(_ b: Int, _ t: Int) -> [Double] { Array(l[(b * 12 + t * 4)..<(b * 12 + t * 4 + 4)]) }
   func lse(_ r: [Double]) -> Double { let mx = r.max()!; return mx + Foundation.log(r.map { Foundation.exp($0 - mx) }.reduce(0, +)) }
@@ -133,8 +133,8 @@ func logSoftmaxRow(_ row: [Double]) -> [Double] {
   let lc = randomLogits(1, 2, 3), lr = randomLogits(1, 2, 3)
   let t = Tensor([0, 2] as [Int64], shape: [1, 2]), m = Tensor([1.0, 1.0] as [Double], shape: [1, 2])
   let lambda = 0.4
-  let got = ORPOLoss.compute(chosenLogits: lc, chosenTargets: t, chosenMask: m, rejectedLogits: lr, rejectedTargets: t,
-                             rejectedMask: m, lambda: lambda).loss.item()
+  let got = ORPOLoss.compute(chosen: TokenScores(logits: lc, targets: t), chosenMask: m,
+                             rejected: TokenScores(logits: lr, targets: t), rejectedMask: m, lambda: lambda).loss.item()
   func meanLogP(_ logits: Tensor) -> Double {
     let v = logits.toArray(Double.self)
     return (logSoftmaxRow(Array(v[0..<3]))[0] + logSoftmaxRow(Array(v[3..<6]))[2]) / 2
@@ -170,9 +170,9 @@ func logSoftmaxRow(_ row: [Double]) -> [Double] {
 
 @Test func reductionsHoldExactly() {
   let logits = randomLogits()
-  let sft = TokenLoss.crossEntropy(logits: logits, targets: targets, mask: mask).loss.item()
-  #expect(Swift.abs(IQLearnLoss.compute(logits: logits, targets: targets, mask: mask, lambda: 0, gamma: 0.9).loss.item() - sft) < 1e-12)
-  let tokenLosses = -TokenLoss.logProbs(logits: logits, targets: targets)
+  let sft = TokenLoss.crossEntropy(TokenScores(logits: logits, targets: targets), mask: mask).loss.item()
+  #expect(Swift.abs(IQLearnLoss.compute(TokenScores(logits: logits, targets: targets), mask: mask, lambda: 0, gamma: 0.9).loss.item() - sft) < 1e-12)
+  let tokenLosses = -TokenScores(logits: logits, targets: targets).logProbs
   #expect(Swift.abs(IFT.weightedLoss(tokenLosses: tokenLosses, mask: mask, gamma: 0).loss.item() - sft) < 1e-12)
   let w = Tensor.randn([5, 3], dtype: .float64, generator: gen)
   let tokens = Tensor([1, 2, 3, 4, 0, 1] as [Int64], shape: [2, 3])
@@ -197,8 +197,8 @@ func logSoftmaxRow(_ row: [Double]) -> [Double] {
 /// ift at λ = 0, γ = 0 and iqlearn at λ = 0 train exactly like sft: same losses, same weights (1e-6).
 @Test func iftAndIQLearnReduceToSFTInTraining() throws {
   let config = ModelConfig(family: .llama, vocabSize: 12, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)
-  let examples = (0..<6).map { i in SFTExample(tokens: [1, 2 + i % 4, 3 + i % 5, 4, 5], targets: [false, false, true, true, true]) }
-  func run<M: TrainingMethod>(_ method: M) throws -> ([Double], [(name: String, tensor: Tensor)]) where M.Example == SFTExample {
+  let examples = (0..<6).map { i in TokenSequence(tokens: [1, 2 + i % 4, 3 + i % 5, 4, 5], targets: [false, false, true, true, true]) }
+  func run<M: TrainingMethod>(_ method: M) throws -> ([Double], [(name: String, tensor: Tensor)]) where M.Example == TokenSequence {
     let model = Checkpoint.makeModel(config, generator: Generator(seed: 3))
     var o = TrainerOptions()
     o.batchSize = 3
@@ -257,8 +257,8 @@ final class PoisonedSFT: TrainingMethod {
   let badStep: Int
   init(badStep: Int) { self.badStep = badStep }
   var name: String { "sft" }
-  func weight(of example: SFTExample) -> Double { inner.weight(of: example) }
-  func loss(_ batch: [SFTExample], model: any CausalLM, step: Int) -> MicroBatchLoss {
+  func weight(of example: TokenSequence) -> Double { inner.weight(of: example) }
+  func loss(_ batch: [TokenSequence], model: any CausalLM, step: Int) -> MicroBatchLoss {
     let r = inner.loss(batch, model: model, step: step)
     return step == badStep ? MicroBatchLoss(loss: r.loss * Double.nan, tokens: r.tokens) : r
   }
@@ -266,7 +266,7 @@ final class PoisonedSFT: TrainingMethod {
 
 @Test func aNaNLossStopsTrainingNamingTheStepAndKeepsTheLastGoodWeights() throws {
   let config = ModelConfig(family: .gpt2, vocabSize: 12, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)
-  let examples = (0..<4).map { i in SFTExample(tokens: [1, 2 + i, 3, 4], targets: [false, true, true, true]) }
+  let examples = (0..<4).map { i in TokenSequence(tokens: [1, 2 + i, 3, 4], targets: [false, true, true, true]) }
   let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-nan-\(UUID())")
   try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
   defer { try? FileManager.default.removeItem(at: dir) }
@@ -297,7 +297,7 @@ final class PoisonedSFT: TrainingMethod {
   let config = ModelConfig(family: .qwen2, vocabSize: 12, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)
   let rm = RewardModel(lm: Checkpoint.makeModel(config, generator: Generator(seed: 2)), generator: Generator(seed: 3))
   withoutGradients { rm.score.weight.mul_(7) }
-  let seqs = [SFTExample(tokens: [1, 2, 3], targets: [false, true, true]), SFTExample(tokens: [4, 5], targets: [false, true])]
+  let seqs = [TokenSequence(tokens: [1, 2, 3], targets: [false, true, true]), TokenSequence(tokens: [4, 5], targets: [false, true])]
   let before = withoutGradients { rm.rewards(seqs, padId: 0) }
   try rm.save(to: dir)
   let again = try RewardModel.load(from: dir)

@@ -25,7 +25,7 @@ func jsonl(_ lines: [String]) throws -> URL {
   let examples = try SFTData.load(url, tokenizer: tok, template: .plain, maxLength: 64)
   #expect(examples[0].tokens == [97, 98, 99, 100, eos])
   #expect(examples[0].targets == [false, false, true, true, true])
-  let batch = SFTBatch(examples, padId: tok.padTokenId!)
+  let batch = SequenceBatch(examples, padId: tok.padTokenId!)
   // Row 1 is padded with EOS ids after its real EOS; only the real one is a target.
   #expect(batch.padded.tokens.toArray(Int.self) == [97, 98, 99, 100, eos, 120, 121, eos, eos, eos])
   #expect(batch.labelMask.toArray(Float.self) == [0, 1, 1, 1, 1, 1, 0, 0])
@@ -35,10 +35,10 @@ func jsonl(_ lines: [String]) throws -> URL {
 @Test func sftLossIsTheMeanTokenCrossEntropyOverTargets() throws {
   let config = ModelConfig(family: .llama, vocabSize: 11, hiddenSize: 8, layers: 1, heads: 2, maxPositions: 16)
   let model = Checkpoint.makeModel(config, generator: Generator(seed: 1))
-  let examples = [SFTExample(tokens: [1, 2, 3, 4], targets: [false, false, true, true]),
-                  SFTExample(tokens: [5, 6, 7], targets: [false, true, true])]
-  let batch = SFTBatch(examples, padId: 0)
-  let loss = SFTLoss.loss(model.score(batch.padded), labelMask: batch.labelMask, normalizer: Double(batch.targetCount)).item()
+  let examples = [TokenSequence(tokens: [1, 2, 3, 4], targets: [false, false, true, true]),
+                  TokenSequence(tokens: [5, 6, 7], targets: [false, true, true])]
+  let batch = SequenceBatch(examples, padId: 0)
+  let loss = TokenLoss.crossEntropy(ScoredBatch(examples, model: model, padId: 0).tokens, mask: batch.labelMask).loss.item()
   // The same number from cross-entropy on each sequence separately.
   var total = 0.0
   for e in examples {
@@ -86,7 +86,7 @@ func jsonl(_ lines: [String]) throws -> URL {
 
 @Test func trainerLowersTheLossAndAccumulationEqualsOneLargeBatch() throws {
   let config = ModelConfig(family: .gpt2, vocabSize: 16, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)
-  let examples = (0..<8).map { i in SFTExample(tokens: [1, 2 + i % 5, 3 + i % 7, 4, 5], targets: [false, false, true, true, true]) }
+  let examples = (0..<8).map { i in TokenSequence(tokens: [1, 2 + i % 5, 3 + i % 7, 4, 5], targets: [false, false, true, true, true]) }
   func run(batch: Int, accumulation: Int, steps: Int) throws -> (TrainingSummary, any CausalLM) {
     let model = Checkpoint.makeModel(config, generator: Generator(seed: 3))
     var o = TrainerOptions()

@@ -219,7 +219,7 @@ func launch(_ args: [String]) throws -> Process {
   try Data((0..<32).map { #"{"prompt": "\#($0)+\#($0)="}"# }.joined(separator: "\n").utf8).write(to: prompts)
   let r = try shatter(["train", "ppo", "--init", "gpt2", "--layers", "1", "--d-model", "32", "--heads", "2",
                        "--max-positions", "32", "--data", prompts.path, "--out", out.path, "--reward-token-fraction", "7",
-                       "--iterations", "30", "--prompts-per-rollout", "16", "--response-length", "8", "--lr", "3e-3", "--json"])
+                       "--steps", "30", "--batch-size", "16", "--response-length", "8", "--lr", "3e-3", "--json"])
   #expect(r.status == 0, "\(r.stderr)")
   let rewards = r.json["reward_history"] as? [Double] ?? []
   #expect(rewards.count == 30)
@@ -239,7 +239,7 @@ func launch(_ args: [String]) throws -> Process {
   let a = try shatter(["train", "rm"] + model + ["--data", pairs.path, "--out", rm.path, "--steps", "10", "--json"])
   #expect(a.status == 0, "\(a.stderr)")
   let b = try shatter(["train", "ppo"] + model + ["--data", prompts.path, "--out", out.path, "--reward-model", rm.path,
-                                                   "--iterations", "3", "--prompts-per-rollout", "4", "--response-length", "4", "--json"])
+                                                   "--steps", "3", "--batch-size", "4", "--response-length", "4", "--json"])
   #expect(b.status == 0, "\(b.stderr)")
   #expect((b.json["reward_history"] as? [Double])?.count == 3)
   let bad = try shatter(["train", "ppo"] + model + ["--data", prompts.path, "--out", out.path, "--reward-model", out.path])

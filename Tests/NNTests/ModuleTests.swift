@@ -4,7 +4,7 @@ import Torch
 @testable import NN
 
 final class Block: Module {
-  @Key("c_attn") var attention = Linear(4, 12, generator: Generator(seed: 1))
+  let c_attn = Linear(4, 12, generator: Generator(seed: 1))
   let ln_1 = LayerNorm(4)
   let norm = RMSNorm(4)
 }
