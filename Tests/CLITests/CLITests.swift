@@ -129,6 +129,43 @@ func launch(_ args: [String]) throws -> Process {
   return p
 }
 
+/// Runs `common` into `killed`, kills it (SIGKILL) once `checkpoints` mid-run checkpoints exist, checks each
+/// is complete, and resumes it to the end; returns the resumed run.
+func killThenResume(_ common: [String], into killed: URL, saveEvery: Int, checkpoints: Int = 2,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws -> Run {
+  let p = try launch(common + ["--out", killed.path, "--save-every", "\(saveEvery)"])
+  let deadline = Date().addingTimeInterval(120)
+  func completedCheckpoints() -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: killed.path)) ?? []).filter { $0.hasPrefix("checkpoint-") }
+  }
+  while completedCheckpoints().count < checkpoints && p.isRunning && Date() < deadline { usleep(5_000) }
+  #expect(p.isRunning, "the run finished before it could be killed; make it longer", sourceLocation: sourceLocation)
+  kill(p.processIdentifier, SIGKILL)
+  p.waitUntilExit()
+  #expect(p.terminationReason == .uncaughtSignal, sourceLocation: sourceLocation)
+  for name in completedCheckpoints() {
+    for file in ["model.safetensors", "optimizer.safetensors", "trainer_state.json", "rng.safetensors", "config.json"] {
+      #expect(FileManager.default.fileExists(atPath: killed.appendingPathComponent("\(name)/\(file)").path), "\(name) lacks \(file)",
+              sourceLocation: sourceLocation)
+    }
+  }
+  let b = try shatter(common + ["--out", killed.path, "--save-every", "\(saveEvery)", "--resume", "--json"])
+  #expect(b.status == 0, "\(b.stderr)", sourceLocation: sourceLocation)
+  #expect(b.stderr.contains("resuming from step"), sourceLocation: sourceLocation)
+  return b
+}
+
+/// Whether two runs' final weights are equal to the bit.
+func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+  let wa = try Safetensors.load(a.appendingPathComponent("model.safetensors"))
+  let wb = try Safetensors.load(b.appendingPathComponent("model.safetensors"))
+  #expect(wa.keys.sorted() == wb.keys.sorted(), sourceLocation: sourceLocation)
+  for (k, t) in wa {
+    let same = t.bytes() == wb[k]?.bytes()
+    #expect(same, "\(what): \(k) differs", sourceLocation: sourceLocation)
+  }
+}
+
 @Test func killedAndResumedRunEndsWithTheSameWeightsAsAnUninterruptedOne() throws {
   let data = temporary("data.jsonl"), straight = temporary("straight"), killed = temporary("killed")
   defer { for u in [data, straight, killed] { try? FileManager.default.removeItem(at: u) } }
@@ -140,29 +177,8 @@ func launch(_ args: [String]) throws -> Process {
   #expect(a.status == 0, "\(a.stderr)")
 
   // Kill (SIGKILL) once a mid-run checkpoint exists, then resume to the end.
-  let p = try launch(common + ["--out", killed.path, "--save-every", "25"])
-  let deadline = Date().addingTimeInterval(120)
-  func completedCheckpoints() -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: killed.path)) ?? []).filter { $0.hasPrefix("checkpoint-") }
-  }
-  while completedCheckpoints().count < 2 && p.isRunning && Date() < deadline { usleep(5_000) }
-  #expect(p.isRunning, "the run finished before it could be killed; make it longer")
-  kill(p.processIdentifier, SIGKILL)
-  p.waitUntilExit()
-  #expect(p.terminationReason == .uncaughtSignal)
-  for name in completedCheckpoints() {
-    for file in ["model.safetensors", "optimizer.safetensors", "trainer_state.json", "rng.safetensors", "config.json"] {
-      #expect(FileManager.default.fileExists(atPath: killed.appendingPathComponent("\(name)/\(file)").path), "\(name) lacks \(file)")
-    }
-  }
-  let b = try shatter(common + ["--out", killed.path, "--save-every", "25", "--resume", "--json"])
-  #expect(b.status == 0, "\(b.stderr)")
-  #expect(b.stderr.contains("resuming from step"))
-
-  let wa = try Safetensors.load(straight.appendingPathComponent("model.safetensors"))
-  let wb = try Safetensors.load(killed.appendingPathComponent("model.safetensors"))
-  #expect(wa.keys.sorted() == wb.keys.sorted())
-  for (k, t) in wa { #expect(t.bytes() == wb[k]?.bytes(), "\(k) differs after resume") }
+  _ = try killThenResume(common, into: killed, saveEvery: 25)
+  try expectSameWeights(straight, killed, "sft")
   // The metrics log reads as one run: one line per step, in order.
   let steps = try String(contentsOf: killed.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
     .split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
