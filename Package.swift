@@ -21,6 +21,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
   ],
   targets: [
     .target(
@@ -39,10 +40,14 @@ let package = Package(
     .target(name: "NN", dependencies: ["Torch"]),
     .target(name: "LM", dependencies: ["NN", "Torch"]),
     .target(name: "Alignment", dependencies: ["LM", "NN", "Torch"]),
+    .target(
+      name: "Serve",
+      dependencies: ["LM", "Torch", .product(name: "Hummingbird", package: "hummingbird")]
+    ),
     .executableTarget(
       name: "shatter",
       dependencies: [
-        "Torch", "NN", "LM", "Alignment", "Experiments", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Torch", "NN", "LM", "Alignment", "Experiments", "Serve", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]
     ),
@@ -50,6 +55,7 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),
     .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
+    .testTarget(name: "ServeTests", dependencies: ["Serve", "LM", "Torch"]),
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),
     .target(name: "Worlds"),
     .target(name: "Experiments", dependencies: ["Worlds", "Alignment", "LM", "NN", "Torch"]),
