@@ -2,7 +2,7 @@
 export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 
-.PHONY: demo demo-addition test bench build release bootstrap clean
+.PHONY: demo demo-addition test serve-test bench build release bootstrap clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -16,6 +16,12 @@ release: bootstrap
 test: bootstrap
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@scripts/serve_test
+
+# `shatter serve` against the official openai Python client (in .venv-serve), on a free loopback port.
+serve-test:
+	$(SWIFT) build --product shatter
+	@scripts/serve_test
 
 # Shatter's headline: inclusive fine-tuning with active exploration on the didactic population (every
 # rule × 20 seeds plus the classic RM→policy baseline; a few minutes on two cores, resumable). Prints the
