@@ -18,11 +18,12 @@ public struct ChatMessage: Sendable, Codable, Equatable, Hashable {
 /// The rendered text already contains the special-token strings (including Llama-3's
 /// `<|begin_of_text|>`), so encode it with `addSpecialTokens: false`.
 public enum ChatTemplate: Sendable, Equatable {
-  /// `<|im_start|>role\ncontent<|im_end|>\n` per message (Qwen2 and other ChatML models). No default
-  /// system message is inserted (Qwen2's own template adds one when the first turn is not a system turn).
+  /// `<|im_start|>role\ncontent<|im_end|>\n` per message (ChatML models whose template has no fixed
+  /// default system turn).
   case chatML
   /// ChatML whose template opens with a fixed system turn when the first message is not a system turn
-  /// (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face").
+  /// (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"; Qwen2:
+  /// "You are a helpful assistant.").
   case chatMLWithDefaultSystem(String)
   /// `<|begin_of_text|>` then `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` per message,
   /// with the content trimmed of surrounding whitespace as Llama-3's template does (`| trim`).
@@ -30,7 +31,8 @@ public enum ChatTemplate: Sendable, Equatable {
   /// `role: content\n` per message, for models without a chat template.
   case plain
 
-  /// Chooses the kind from a `chat_template` source: ChatML if it mentions `<|im_start|>`, Llama-3 if it
+  /// Chooses the kind from a `chat_template` source: ChatML if it mentions `<|im_start|>` (with the default
+  /// system turn its source spells out, if any), Llama-3 if it
   /// mentions `<|start_header_id|>`, otherwise plain.
   public init(templateSource: String?) {
     guard let source = templateSource else {

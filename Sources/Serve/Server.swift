@@ -74,6 +74,7 @@ public final class OpenAIServer: Sendable {
     let id = "chatcmpl-\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(24))"
     let model = req.parameters.model ?? options.modelName
     let events = engine.submit(job)
+    stats.set(prompt.count, 0)
     if !req.parameters.stream {
       let (text, finish, p, c) = await collect(events)
       stats.set(p, c)
@@ -117,6 +118,7 @@ public final class OpenAIServer: Sendable {
     let id = "cmpl-\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(24))"
     let model = req.parameters.model ?? options.modelName
     let events = engine.submit(job)
+    stats.set(prompt.count, 0)
     let created = self.created
     if !req.parameters.stream {
       let (text, finish, p, c) = await collect(events)
