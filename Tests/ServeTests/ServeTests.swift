@@ -156,6 +156,22 @@ func expectAPIError(_ param: String?, status: Int = 400, _ f: () throws -> Void)
     engine.shutdown()
   }
 
+  /// Seeded sampling gives a row the same text whether it decodes alone or beside other rows.
+  @Test func seededSamplingIsTheSameInABatch() async throws {
+    let engine = try Self.engine(maxBatch: 4)
+    let job = GenerationJob(prompt: [3, 4, 5], maxTokens: 8, temperature: 0.9, topP: 0.9, seed: 11)
+    let alone = await Self.run(engine, job)
+    let others = (0..<3).map { GenerationJob(prompt: Array(1...(4 + $0)), maxTokens: 8, temperature: 1, seed: UInt64($0)) }
+    let together = await withTaskGroup(of: (Int, String).self) { group in
+      for (i, j) in ([job] + others).enumerated() { group.addTask { (i, await Self.run(engine, j).0) } }
+      var out: [Int: String] = [:]
+      for await (i, t) in group { out[i] = t }
+      return out
+    }
+    #expect(together[0] == alone.0)
+    engine.shutdown()
+  }
+
   @Test func stopStringEndsWithStop() async throws {
     let engine = try Self.engine(maxBatch: 2)
     let (free, _, _) = await Self.run(engine, GenerationJob(prompt: [5, 6, 7], maxTokens: 12))
