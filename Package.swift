@@ -20,10 +20,12 @@ let package = Package(
     .library(name: "Alignment", targets: ["Alignment"]),
     .library(name: "Worlds", targets: ["Worlds"]),
     .library(name: "Experiments", targets: ["Experiments"]),
+    .library(name: "Serve", targets: ["Serve"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
   ],
   // Targets by layer (ARCHITECTURE.md): each imports only the ones above it; tests follow their layer.
   targets: [
@@ -45,10 +47,14 @@ let package = Package(
     .target(name: "Alignment", dependencies: ["LM", "NN", "Torch"]),
     .target(name: "Worlds"),
     .target(name: "Experiments", dependencies: ["Worlds", "Alignment", "LM", "NN", "Torch"]),
+    .target(
+      name: "Serve",
+      dependencies: ["LM", "Torch", .product(name: "Hummingbird", package: "hummingbird")]
+    ),
     .executableTarget(
       name: "shatter",
       dependencies: [
-        "Torch", "NN", "LM", "Alignment", "Experiments", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Torch", "NN", "LM", "Alignment", "Experiments", "Serve", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]
     ),
@@ -58,6 +64,7 @@ let package = Package(
     .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
     .testTarget(name: "WorldsTests", dependencies: ["Worlds"]),
     .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Worlds", "Alignment", "Torch"]),
+    .testTarget(name: "ServeTests", dependencies: ["Serve", "LM", "Torch"]),
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),
   ],
   cxxLanguageStandard: .cxx17

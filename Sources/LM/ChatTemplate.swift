@@ -18,16 +18,21 @@ public struct ChatMessage: Sendable, Codable, Equatable, Hashable {
 /// The rendered text already contains the special-token strings (including Llama-3's
 /// `<|begin_of_text|>`), so encode it with `addSpecialTokens: false`.
 public enum ChatTemplate: Sendable, Equatable {
-  /// `<|im_start|>role\ncontent<|im_end|>\n` per message (Qwen2 and other ChatML models). No default
-  /// system message is inserted (Qwen2's own template adds one when the first turn is not a system turn).
+  /// `<|im_start|>role\ncontent<|im_end|>\n` per message (ChatML models whose template has no fixed
+  /// default system turn).
   case chatML
+  /// ChatML whose template opens with a fixed system turn when the first message is not a system turn
+  /// (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"; Qwen2:
+  /// "You are a helpful assistant.").
+  case chatMLWithDefaultSystem(String)
   /// `<|begin_of_text|>` then `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` per message,
   /// with the content trimmed of surrounding whitespace as Llama-3's template does (`| trim`).
   case llama3
   /// `role: content\n` per message, for models without a chat template.
   case plain
 
-  /// Chooses the kind from a `chat_template` source: ChatML if it mentions `<|im_start|>`, Llama-3 if it
+  /// Chooses the kind from a `chat_template` source: ChatML if it mentions `<|im_start|>` (with the default
+  /// system turn its source spells out, if any), Llama-3 if it
   /// mentions `<|start_header_id|>`, otherwise plain.
   public init(templateSource: String?) {
     guard let source = templateSource else {
@@ -35,7 +40,7 @@ public enum ChatTemplate: Sendable, Equatable {
       return
     }
     if source.contains("<|im_start|>") {
-      self = .chatML
+      self = ChatTemplate.defaultSystemMessage(inChatML: source).map { .chatMLWithDefaultSystem($0) } ?? .chatML
     } else if source.contains("<|start_header_id|>") {
       self = .llama3
     } else {
@@ -48,6 +53,11 @@ public enum ChatTemplate: Sendable, Equatable {
   public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) -> String {
     var out = ""
     switch self {
+    case .chatMLWithDefaultSystem(let system):
+      // The template checks `loop.first and messages[0]['role'] != 'system'`, so none for no messages.
+      if let first = messages.first, first.role != "system" { out += "<|im_start|>system\n\(system)<|im_end|>\n" }
+      for m in messages { out += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n" }
+      if addGenerationPrompt { out += "<|im_start|>assistant\n" }
     case .chatML:
       for m in messages { out += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n" }
       if addGenerationPrompt { out += "<|im_start|>assistant\n" }
@@ -64,5 +74,25 @@ public enum ChatTemplate: Sendable, Equatable {
       if addGenerationPrompt { out += "assistant: " }
     }
     return out
+  }
+
+  /// The literal system turn a ChatML template emits when the conversation does not open with one: the
+  /// text of a quoted `'<|im_start|>system\n…<|im_end|>'` guarded by a `!= 'system'` test. Templates that
+  /// take the system text from a variable (or have no such branch) give nil.
+  static func defaultSystemMessage(inChatML source: String) -> String? {
+    guard source.contains("!= 'system'") || source.contains("!= \"system\"") else { return nil }
+    for opener in ["<|im_start|>system\n", "<|im_start|>system\\n"] {
+      var from = source.startIndex
+      while let start = source.range(of: opener, range: from..<source.endIndex),
+        let end = source.range(of: "<|im_end|>", range: start.upperBound..<source.endIndex)
+      {
+        from = end.upperBound
+        let raw = String(source[start.upperBound..<end.lowerBound])
+        // A variable or a concatenation means the text is not fixed.
+        if raw.contains("'") || raw.contains("\"") || raw.contains("{{") || raw.contains("+") { continue }
+        return raw.replacingOccurrences(of: "\\n", with: "\n")
+      }
+    }
+    return nil
   }
 }

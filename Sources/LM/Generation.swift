@@ -24,8 +24,11 @@ public struct SamplingOptions: Sendable {
 extension CausalLM {
   /// Continues each prompt (batched, left-padded) and returns the new tokens of each, a stop token
   /// included when one ended the row. Random choices come from `generator`.
+  ///
+  /// `onToken(row, token)` is called for each new token as soon as it is chosen (for streaming); returning
+  /// false ends that row there (a stop string was seen, the reader went away), as a stop token would.
   public func generate(_ prompts: [[Int]], options: SamplingOptions, padId: Int = 0,
-                       generator: Generator? = nil) -> [[Int]] {
+                       generator: Generator? = nil, onToken: ((_ row: Int, _ token: Int) -> Bool)? = nil) -> [[Int]] {
     precondition(prompts.allSatisfy { !$0.isEmpty }, "generate: every prompt needs at least one token")
     return withoutGradients {
       let rows = prompts.count
@@ -46,6 +49,7 @@ extension CausalLM {
         for r in 0..<rows where !done[r] {
           out[r].append(Int(next[r]))
           if options.stopTokens.contains(Int(next[r])) { done[r] = true }
+          if let onToken, !onToken(r, Int(next[r])) { done[r] = true }
         }
         if done.allSatisfy({ $0 }) || step == options.maxNewTokens - 1 { break }
         let nextTensor = Tensor(next, shape: [rows, 1])
@@ -80,5 +84,258 @@ extension CausalLM {
       l = l.maskedFill(dropInOriginalOrder.ne(0), -Double.infinity)
     }
     return l.softmax(dim: -1).multinomial(1, generator: generator).squeezed(dim: -1)
+  }
+}
+
+/// A batched decode whose rows come and go: the step API under streaming and the server's scheduler.
+///
+/// Rows are left-aligned to one shared KV cache. A prompt that joins mid-decode is prefilled on its own
+/// and its keys/values are left-padded (or the running rows' are) to the common length, so requests that
+/// arrive while others decode join the next step instead of waiting for the batch to drain (continuous
+/// batching). Each row keeps its own positions, so its logits equal those of decoding it alone.
+/// Not thread-safe: drive one decoder from one thread.
+public final class BatchDecoder {
+  public let model: any CausalLM
+  let padId: Int
+  var cache: KVCache
+  /// [B, S] int64, 1 where the cached position is a real token of that row.
+  var mask: Tensor?
+  /// Whether some row has padding in the cache (else attention needs no mask).
+  var padded = false
+  /// The position the next fed token of each row gets.
+  var nextPositions: [Int] = []
+
+  public init(model: any CausalLM, padId: Int = 0) {
+    self.model = model
+    self.padId = padId
+    cache = KVCache(layers: model.config.layers)
+  }
+
+  /// Number of rows decoding now.
+  public var rows: Int { nextPositions.count }
+  /// Cached positions per row (the longest row plus the padding of the others).
+  public var cachedLength: Int { cache.length }
+
+  /// Adds `prompts` as rows after the existing ones and returns their next-token logits [n, V] (float32).
+  public func add(_ prompts: [[Int]]) -> Tensor {
+    precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty }, "BatchDecoder.add: every prompt needs a token")
+    return withoutGradients {
+      let batch = PaddedBatch(prompts, padId: padId, side: .left)
+      let fresh = KVCache(layers: model.config.layers)
+      let t = batch.tokens.size(1)
+      let bias = batch.hasPadding ? Attention.bias(keyMask: batch.mask, queries: t, past: 0, dtype: model.dtype) : nil
+      let logits = model.forward(batch.tokens, positions: batch.positions, attentionBias: bias, cache: fresh).logits
+      let last = logits.select(dim: 1, index: t - 1).to(.float32)
+      if rows == 0 {
+        cache = fresh
+        mask = batch.mask
+        padded = batch.hasPadding
+      } else {
+        merge(fresh, mask: batch.mask, newPadded: batch.hasPadding)
+      }
+      nextPositions += prompts.map(\.count)
+      return last
+    }
+  }
+
+  /// Feeds one token to every row (in row order) and returns the next-token logits [rows, V] (float32).
+  public func step(_ tokens: [Int]) -> Tensor {
+    precondition(tokens.count == rows, "BatchDecoder.step: \(tokens.count) tokens for \(rows) rows")
+    return withoutGradients {
+      let n = rows
+      let input = Tensor(tokens.map { Int64($0) }, shape: [n, 1])
+      let positions = Tensor(nextPositions.map { Int64($0) }, shape: [n, 1])
+      let ones = Tensor.ones([n, 1], dtype: .int64)
+      let m = mask.map { Tensor.cat([$0, ones], dim: 1) } ?? ones
+      mask = m
+      let past = cache.length
+      let bias = padded ? Attention.bias(keyMask: m, queries: 1, past: past, dtype: model.dtype) : nil
+      let logits = model.forward(input, positions: positions, attentionBias: bias, cache: cache).logits
+      for r in 0..<n { nextPositions[r] += 1 }
+      return logits.select(dim: 1, index: 0).to(.float32)
+    }
+  }
+
+  /// Keeps only `rows` (indices into the current rows, in the order given); the others are dropped.
+  /// Cache columns that are padding for every remaining row are trimmed.
+  public func keep(_ kept: [Int]) {
+    if kept == Array(0..<rows) { return }
+    if kept.isEmpty {
+      cache = KVCache(layers: model.config.layers)
+      mask = nil
+      padded = false
+      nextPositions = []
+      return
+    }
+    withoutGradients {
+      let index = Tensor(kept.map { Int64($0) }, shape: [kept.count])
+      cache.select(rows: index)
+      nextPositions = kept.map { nextPositions[$0] }
+      guard let m = mask?.indexSelect(dim: 0, index: index) else { return }
+      // Leading columns where no remaining row has a real token carry nothing.
+      let realPerColumn = m.sum(dim: 0).toArray(Int64.self)
+      let lead = realPerColumn.prefix { $0 == 0 }.count
+      var trimmed = m
+      if lead > 0 {
+        trimmed = m.narrow(dim: 1, start: lead, length: m.size(1) - lead)
+        cache.dropLeading(lead)
+      }
+      mask = trimmed
+      padded = trimmed.eq(0).to(.int64).sum().itemInt() > 0
+    }
+  }
+
+  /// Appends the rows of `fresh` (keys/values over `newMask`'s columns), left-padding whichever side is shorter.
+  private func merge(_ fresh: KVCache, mask newMask: Tensor, newPadded: Bool) {
+    let old = cache.length, new = fresh.length
+    let width = max(old, new)
+    guard let oldMask = mask else { preconditionFailure("BatchDecoder: rows without a mask") }
+    let oldRows = oldMask.size(0), newRows = newMask.size(0)
+    let a = oldMask.leftPadded(to: width), b = newMask.leftPadded(to: width)
+    cache.leftPad(to: width)
+    fresh.leftPad(to: width)
+    cache.appendRows(of: fresh)
+    let merged = Tensor.cat([a, b], dim: 0)
+    precondition(merged.size(0) == oldRows + newRows)
+    mask = merged
+    padded = padded || newPadded || old != new
+  }
+}
+
+extension Tensor {
+  /// [B, S] → [B, width] with zeros in front (int64 masks).
+  fileprivate func leftPadded(to width: Int) -> Tensor {
+    let missing = width - size(1)
+    if missing <= 0 { return self }
+    return Tensor.cat([Tensor.zeros([size(0), missing], dtype: dtype), self], dim: 1)
+  }
+}
+
+extension KVCache {
+  /// Zero keys/values in front so every layer has `width` positions.
+  func leftPad(to width: Int) {
+    for l in keys.indices {
+      guard let k = keys[l], let v = values[l] else { continue }
+      let missing = width - k.size(2)
+      if missing <= 0 { continue }
+      let zk = Tensor.zeros([k.size(0), k.size(1), missing, k.size(3)], dtype: k.dtype, device: k.device)
+      let zv = Tensor.zeros([v.size(0), v.size(1), missing, v.size(3)], dtype: v.dtype, device: v.device)
+      keys[l] = Tensor.cat([zk, k], dim: 2)
+      values[l] = Tensor.cat([zv, v], dim: 2)
+    }
+  }
+
+  /// Concatenates `other`'s rows after these (both must have the same length).
+  func appendRows(of other: KVCache) {
+    for l in keys.indices {
+      keys[l] = [keys[l], other.keys[l]].compactMap { $0 }.catOrNil(dim: 0)
+      values[l] = [values[l], other.values[l]].compactMap { $0 }.catOrNil(dim: 0)
+    }
+  }
+
+  /// Drops the first `n` positions of every layer.
+  func dropLeading(_ n: Int) {
+    for l in keys.indices {
+      if let k = keys[l] { keys[l] = k.narrow(dim: 2, start: n, length: k.size(2) - n) }
+      if let v = values[l] { values[l] = v.narrow(dim: 2, start: n, length: v.size(2) - n) }
+    }
+  }
+}
+
+extension Array where Element == Tensor {
+  fileprivate func catOrNil(dim: Int) -> Tensor? { isEmpty ? nil : (count == 1 ? self[0] : Tensor.cat(self, dim: dim)) }
+}
+
+/// How one row of a batch picks its tokens; rows of one decode may differ (a server batches requests).
+public final class RowSampler {
+  public let options: SamplingOptions
+  public let generator: Generator?
+  public init(options: SamplingOptions, seed: UInt64?) {
+    self.options = options
+    generator = seed.map { Generator(seed: $0) } ?? (options.temperature > 0 ? Generator(seed: UInt64.random(in: 0...UInt64.max)) : nil)
+  }
+}
+
+extension CausalLM {
+  /// The next token of each row of `logits` [rows, V], each row by its own sampler.
+  public func pickEach(_ logits: Tensor, samplers: [RowSampler]) -> [Int] {
+    precondition(logits.size(0) == samplers.count, "pickEach: \(logits.size(0)) rows, \(samplers.count) samplers")
+    return withoutGradients {
+      if samplers.allSatisfy({ $0.options.temperature <= 0 }) {
+        return logits.argmax(dim: -1).toArray(Int64.self).map { Int($0) }
+      }
+      return samplers.enumerated().map { r, s in
+        let row = logits.narrow(dim: 0, start: r, length: 1)
+        return Int(pick(row, options: s.options, generator: s.generator).toArray(Int64.self)[0])
+      }
+    }
+  }
+}
+
+/// New tokens → text pieces as they come, for streaming. Pieces concatenate to exactly the text of the
+/// whole completion (decoded at once, special tokens skipped) cut before the first stop string.
+///
+/// A piece is held back while the text so far ends in an incomplete UTF-8 sequence (decoded as U+FFFD)
+/// or in what could be the start of a stop string, and released when the next tokens settle it.
+public struct TextStreamer {
+  public let tokenizer: any TextTokenizer
+  public let stopStrings: [String]
+  public private(set) var tokens: [Int] = []
+  /// Characters of the completion already handed out.
+  private var emitted = ""
+  /// Set once a stop string was seen; no further text comes out.
+  public private(set) var stopped = false
+
+  public init(tokenizer: any TextTokenizer, stopStrings: [String] = []) {
+    self.tokenizer = tokenizer
+    self.stopStrings = stopStrings.filter { !$0.isEmpty }
+  }
+
+  /// Adds one token; returns the text that is now certain (maybe empty). Check `stopped` afterwards.
+  public mutating func push(_ token: Int) -> String {
+    guard !stopped else { return "" }
+    tokens.append(token)
+    let text = tokenizer.decode(tokens, skipSpecialTokens: true)
+    if let cut = firstStop(in: text) {
+      stopped = true
+      return release(upTo: String(text[..<cut]))
+    }
+    var safe = text
+    while safe.hasSuffix("\u{FFFD}") { safe.removeLast() }
+    // Keep back a tail that a stop string could still complete.
+    var hold = 0
+    for s in stopStrings {
+      for n in stride(from: min(s.count - 1, safe.count), to: 0, by: -1) where safe.hasSuffix(String(s.prefix(n))) {
+        hold = max(hold, n)
+        break
+      }
+    }
+    return release(upTo: String(safe.dropLast(hold)))
+  }
+
+  /// What is still held back, at the end of the completion (a partial character or stop-string prefix).
+  public mutating func finish() -> String {
+    guard !stopped else { return "" }
+    return release(upTo: tokenizer.decode(tokens, skipSpecialTokens: true))
+  }
+
+  /// The whole text handed out so far.
+  public var text: String { emitted }
+
+  private func firstStop(in text: String) -> String.Index? {
+    stopStrings.compactMap { text.range(of: $0)?.lowerBound }.min()
+  }
+
+  private mutating func release(upTo prefix: String) -> String {
+    // Decoding more tokens can rewrite the tail (a U+FFFD becoming a character); only ever hand out a
+    // continuation of what was already sent.
+    // Compared by Unicode scalars: a combining mark joins the previous character, which Character-wise
+    // comparison would see as a different string.
+    let sent = emitted.unicodeScalars, now = prefix.unicodeScalars
+    guard now.count > sent.count, now.starts(with: sent) else { return "" }
+    var piece = String.UnicodeScalarView()
+    piece.append(contentsOf: now.dropFirst(sent.count))
+    emitted = prefix
+    return String(piece)
   }
 }

@@ -12,7 +12,7 @@ import Foundation
 /// Supported components (anything else is rejected when loading, naming the key and type):
 /// model `BPE` (`vocab`, `merges` as "a b" strings or [a, b] pairs, `ignore_merges`, `unk_token`,
 /// `fuse_unk`); normalizer null, `NFC` or a `Sequence` of those; pre-tokenizer `ByteLevel`, `Split`
-/// (regex or string pattern, `Isolated`, not inverted) or a `Sequence` of those, which must include
+/// (regex or string pattern, `Isolated`, not inverted), `Digits` or a `Sequence` of those, which must include
 /// `ByteLevel`; post-processor null, `ByteLevel`, `TemplateProcessing` or a `Sequence` of those; decoder
 /// null or `ByteLevel`.
 public struct BPETokenizer: TextTokenizer {

@@ -61,9 +61,15 @@ enum PreTokenizerStep: Sendable {
   /// `ByteLevel`: optionally a leading space, optionally GPT-2's regex split. The byte mapping itself is
   /// implicit: pieces are turned into UTF-8 bytes at the end and BPE works on bytes.
   case byteLevel(addPrefixSpace: Bool, regex: TokenizerRegex?)
+  /// `Digits`: numeric characters (Rust's `char::is_numeric`, general categories Nd, Nl, No) become
+  /// pieces of their own — each one alone with `individualDigits`, else each run of them — so numbers
+  /// are never merged with the letters around them (SmolLM's tokenizer).
+  case digits(individual: Bool)
 
   func apply(_ pieces: [ArraySlice<UInt16>]) -> [ArraySlice<UInt16>] {
     switch self {
+    case .digits(let individual):
+      return pieces.flatMap { Self.splitDigits($0, individual: individual) }
     case .split(let regex):
       return pieces.flatMap { regex.splitIsolated($0) }
     case .byteLevel(let addPrefixSpace, let regex):
@@ -77,6 +83,42 @@ enum PreTokenizerStep: Sendable {
       guard let regex else { return spaced }
       return spaced.flatMap { regex.splitIsolated($0) }
     }
+  }
+
+  static func isNumeric(_ scalar: Unicode.Scalar) -> Bool {
+    if scalar.isASCII { return scalar.value >= 0x30 && scalar.value <= 0x39 }
+    switch scalar.properties.generalCategory {
+    case .decimalNumber, .letterNumber, .otherNumber: return true
+    default: return false
+    }
+  }
+
+  static func splitDigits(_ units: ArraySlice<UInt16>, individual: Bool) -> [ArraySlice<UInt16>] {
+    var pieces: [ArraySlice<UInt16>] = []
+    var start = units.startIndex  // start of the current piece
+    var runIsNumeric = false
+    var i = units.startIndex
+    while i < units.endIndex {
+      var width = 1
+      var value = UInt32(units[i])
+      if value >= 0xD800, value < 0xDC00, i + 1 < units.endIndex, units[i + 1] >= 0xDC00, units[i + 1] < 0xE000 {
+        value = 0x10000 + ((value - 0xD800) << 10) + (UInt32(units[i + 1]) - 0xDC00)
+        width = 2
+      }
+      let numeric = Unicode.Scalar(value).map(isNumeric) ?? false
+      if numeric && individual {
+        if i > start { pieces.append(units[start..<i]) }
+        pieces.append(units[i..<(i + width)])
+        start = i + width
+      } else if i > start && numeric != runIsNumeric {
+        pieces.append(units[start..<i])
+        start = i
+      }
+      runIsNumeric = numeric
+      i += width
+    }
+    if start < units.endIndex { pieces.append(units[start..<units.endIndex]) }
+    return pieces
   }
 }
 

@@ -220,6 +220,8 @@ struct TokenizerSpec {
         return [.split(try TokenizerRegex(pattern: escaped, context: "\(file): \(key).pattern"))]
       }
       throw TokenizerError("\(file): \(key).pattern must be {\"Regex\": …} or {\"String\": …}")
+    case "Digits":
+      return [.digits(individual: object["individual_digits"] as? Bool ?? false)]
     case "Sequence":
       return try list(object, "pretokenizers", key: key).enumerated().flatMap { i, item in
         try parsePreTokenizer(item, key: "\(key).pretokenizers[\(i)]")

@@ -5,9 +5,10 @@ import Torch
 
 /// The tokenizer of a checkpoint directory, with errors that name what is missing.
 func loadTokenizer(_ path: String) throws -> any TextTokenizer {
+  if isGGUF(path) { return try GGUFCheckpoint(url: URL(fileURLWithPath: path)).tokenizer() }
   var isDir: ObjCBool = false
   guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
-    throw UserError("\(path): not a directory (expected a Hugging Face checkpoint directory)")
+    throw UserError("\(path): not a directory (expected a Hugging Face checkpoint directory or a .gguf file)")
   }
   let directory = URL(fileURLWithPath: path)
   guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) else {
@@ -16,15 +17,25 @@ func loadTokenizer(_ path: String) throws -> any TextTokenizer {
   return try BPETokenizer(directory: directory)
 }
 
-/// A checkpoint directory with its tokenizer, as the model commands load it.
+/// A `--model` value naming a GGUF file rather than a checkpoint directory.
+func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
+
+/// A checkpoint directory (or a GGUF file, converted in memory) with its tokenizer, as the model
+/// commands load it.
 struct LoadedModel {
   let directory: URL
   let model: any CausalLM
   let tokenizer: any TextTokenizer
 
   init(_ path: String) throws {
-    tokenizer = try loadTokenizer(path)
     directory = URL(fileURLWithPath: path)
+    if isGGUF(path) {
+      let gguf = try GGUFCheckpoint(url: directory)
+      tokenizer = try gguf.tokenizer()
+      model = try gguf.loadModel()
+      return
+    }
+    tokenizer = try loadTokenizer(path)
     model = try Checkpoint.loadModel(from: directory)
   }
 
@@ -117,8 +128,7 @@ struct GenerateCommand: ParsableCommand {
   func run() throws {
     let loaded = try LoadedModel(model)
     let ids = try loaded.encodeForContext(prompt, reserve: maxNewTokens)
-    var stops = Set(loaded.model.config.eosTokenIds)
-    if let eos = loaded.tokenizer.eosTokenId { stops.insert(eos) }
+    let stops = loaded.model.stopTokens(tokenizer: loaded.tokenizer)
     let options = SamplingOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK > 0 ? topK : nil,
                                   topP: topP < 1 ? topP : nil, stopTokens: stops, useCache: !noCache)
     let new = loaded.model.generate([ids], options: options, padId: loaded.tokenizer.padTokenId ?? 0,

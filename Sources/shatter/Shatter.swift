@@ -16,7 +16,8 @@ struct Shatter: ParsableCommand {
     version: version,
     subcommands: [
       VersionCommand.self, TokenizeCommand.self, ScoreCommand.self, GenerateCommand.self, TrainCommand.self,
-      ExperimentCommand.self, BenchCommand.self,
+      ExperimentCommand.self, BenchCommand.self, ChatCommand.self, ServeCommand.self,
+      ConvertCommand.self,
     ]
   )
 }

@@ -44,7 +44,7 @@ func temporary(_ name: String) -> URL {
 
 @Test func helpExplainsEveryCommand() throws {
   let r = try shatter(["--help"])
-  for c in ["tokenize", "score", "generate", "train", "bench", "version"] { #expect(r.stdout.contains(c)) }
+  for c in ["tokenize", "score", "generate", "train", "bench", "version", "convert"] { #expect(r.stdout.contains(c)) }
   let sft = try shatter(["train", "sft", "--help"])
   for flag in ["--data", "--out", "--init", "--lr", "--schedule", "--warmup", "--grad-accum", "--seed", "--steps"] {
     #expect(sft.stdout.contains(flag), "train sft --help lacks \(flag)")
@@ -286,4 +286,69 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
   #expect(abs((r.json["prior_kl"] as? Double ?? 0) - 0.4425) < 0.0005)
   let bad = try shatter(["experiment", "inclusive", "--out", out.path, "--rules", "passive,contrasts"])
   #expect(bad.status != 0 && bad.stderr.contains("unknown rule 'contrasts'") && bad.stderr.contains("ts_contrast"), "\(bad.stderr)")
+}
+
+// MARK: - the real model (SmolLM2-135M-Instruct; `make model` puts it in place, `make test` runs that first)
+
+let realModel = repoRoot.appendingPathComponent("models/smollm2-135m-instruct")
+var realGGUF: URL {
+  let cache = ProcessInfo.processInfo.environment["SHATTER_CACHE"]
+    ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/shatter").path
+  return URL(fileURLWithPath: cache).appendingPathComponent("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+func requireRealModel() throws {
+  struct Missing: Error, CustomStringConvertible { let description: String }
+  let fm = FileManager.default
+  guard fm.fileExists(atPath: realModel.appendingPathComponent("model.safetensors").path), fm.fileExists(atPath: realGGUF.path) else {
+    throw Missing(description: "SmolLM2-135M-Instruct is not on this machine (expected \(realModel.path) and "
+      + "\(realGGUF.path)); run `make model`")
+  }
+}
+
+@Test func greedyGenerationOnTheRealModelKnowsTheCapitalOfFrance() throws {
+  try requireRealModel()
+  let r = try shatter(["generate", "--model", realModel.path, "--prompt", "The capital of France is", "--max-new-tokens", "4",
+                       "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  let text = r.json["text"] as? String ?? ""
+  #expect(text.hasPrefix(" Paris"), "continued with \(text.debugDescription)")
+}
+
+@Test func convertWritesADirectoryAndModelOptionsAcceptAGGUFFile() throws {
+  try requireRealModel()
+  let out = temporary("converted")
+  defer { try? FileManager.default.removeItem(at: out) }
+  let r = try shatter(["convert", "--gguf", realGGUF.path, "--out", out.path, "--dtype", "bf16", "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  #expect(r.json["architecture"] as? String == "llama")
+  #expect(r.json["tensors"] as? Int == 272)
+  for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path), "\(name) missing")
+  }
+  let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as? [String: Any]
+  #expect(config?["torch_dtype"] as? String == "bfloat16")
+  #expect(config?["tie_word_embeddings"] as? Bool == true)
+  let tokConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("tokenizer_config.json"))) as? [String: Any]
+  #expect(tokConfig?["eos_token"] as? String == "<|im_end|>")
+  #expect((tokConfig?["chat_template"] as? String)?.contains("<|im_start|>") == true)
+
+  // The same text scores alike from the GGUF file (converted in memory) and from the f32 directory.
+  let fromGGUF = try shatter(["score", "--model", realGGUF.path, "--text", "Paris is a city.", "--json"])
+  let fromDir = try shatter(["score", "--model", realModel.path, "--text", "Paris is a city.", "--json"])
+  #expect(fromGGUF.status == 0 && fromDir.status == 0, "\(fromGGUF.stderr)\(fromDir.stderr)")
+  let a = fromGGUF.json["logprobs"] as? [Double] ?? [], b = fromDir.json["logprobs"] as? [Double] ?? []
+  #expect(a.count == b.count && !a.isEmpty)
+  #expect(zip(a, b).allSatisfy { Swift.abs($0 - $1) < 1e-5 })
+}
+
+@Test func convertRefusesAFileThatIsNotGGUF() throws {
+  let bad = temporary("bad.gguf")
+  defer { try? FileManager.default.removeItem(at: bad) }
+  try Data("not a gguf file at all".utf8).write(to: bad)
+  let r = try shatter(["convert", "--gguf", bad.path, "--out", temporary("never").path])
+  #expect(r.status != 0)
+  #expect(r.stderr.contains("bad magic"), "\(r.stderr)")
+  let g = try shatter(["generate", "--model", bad.path, "--prompt", "x"])
+  #expect(g.status != 0 && g.stderr.contains("bad magic"))
 }

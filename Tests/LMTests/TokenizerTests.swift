@@ -213,11 +213,11 @@ private func sameScalars(_ a: String, _ b: String) -> Bool { Array(a.unicodeScal
     }
     #expect(error.message == "tokenizer.json: pre_tokenizer type 'Metaspace' is not supported")
 
-    let nested = #"{"type": "Sequence", "pretokenizers": [{"type": "ByteLevel"}, {"type": "Digits"}]}"#
+    let nested = #"{"type": "Sequence", "pretokenizers": [{"type": "ByteLevel"}, {"type": "Punctuation"}]}"#
     let nestedError = try #require(throws: TokenizerError.self) {
       try BPETokenizer(tokenizerJSON: Self.minimalJSON(preTokenizer: nested), config: nil)
     }
-    #expect(nestedError.message == "tokenizer.json: pre_tokenizer.pretokenizers[1] type 'Digits' is not supported")
+    #expect(nestedError.message == "tokenizer.json: pre_tokenizer.pretokenizers[1] type 'Punctuation' is not supported")
 
     let wordPiece = Data(#"{"model": {"type": "WordPiece", "vocab": {}}}"#.utf8)
     let modelError = try #require(throws: TokenizerError.self) { try BPETokenizer(tokenizerJSON: wordPiece, config: nil) }

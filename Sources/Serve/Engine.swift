@@ -1,0 +1,238 @@
+import Foundation
+import LM
+import Torch
+
+/// Why a completion ended, in OpenAI's words.
+public enum FinishReason: String, Sendable, Equatable {
+  /// A stop token (EOS, `<|im_end|>`) or a stop string.
+  case stop
+  /// `max_tokens` reached.
+  case length
+}
+
+/// What a submitted job reports, in order: text pieces as they are decoded, then one `finished`.
+public enum GenerationEvent: Sendable, Equatable {
+  case text(String)
+  case finished(FinishReason, promptTokens: Int, completionTokens: Int)
+}
+
+/// One completion to decode.
+public struct GenerationJob: Sendable {
+  public var prompt: [Int]
+  public var maxTokens: Int
+  public var temperature: Double
+  public var topP: Double
+  public var seed: UInt64?
+  public var stop: [String]
+
+  public init(prompt: [Int], maxTokens: Int, temperature: Double = 0, topP: Double = 1, seed: UInt64? = nil, stop: [String] = []) {
+    self.prompt = prompt
+    self.maxTokens = maxTokens
+    self.temperature = temperature
+    self.topP = topP
+    self.seed = seed
+    self.stop = stop
+  }
+}
+
+/// Counters that show the scheduler at work (served on /health).
+public struct EngineStats: Sendable, Equatable {
+  public var completed = 0
+  public var decodeSteps = 0
+  public var prefills = 0
+  /// The most rows decoded together in one step.
+  public var largestBatch = 0
+  /// Rows that joined a decode already running (continuous batching).
+  public var joinedRunning = 0
+}
+
+/// Decodes submitted jobs on one worker thread (libtorch work never runs on the server's event loops) with
+/// continuous batching: every step, jobs that arrived since the last step are prefilled and join the
+/// running rows of one `BatchDecoder`, up to `maxBatch` rows; a row leaves when it finishes or its reader
+/// goes away. Each row samples with its own temperature, top-p and seed, so batching changes no result
+/// beyond float rounding.
+public final class GenerationEngine: @unchecked Sendable {
+  public let tokenizer: any TextTokenizer
+  public let contextLength: Int
+  public let vocabularySize: Int
+  public let stopTokens: Set<Int>
+  public let maxBatch: Int
+
+  private let model: any CausalLM
+  private let padId: Int
+  private let condition = NSCondition()
+  // Guarded by `condition`:
+  private var queue: [Row] = []
+  private var stopping = false
+  private var stopped = false
+  private var _stats = EngineStats()
+  private var thread: Thread?
+
+  /// - stopTokens: ids that end a completion (EOS ids of config and tokenizer, `<|im_end|>`, …).
+  public init(model: any CausalLM, tokenizer: any TextTokenizer, stopTokens: Set<Int>, maxBatch: Int = 8) {
+    self.model = model
+    self.tokenizer = tokenizer
+    self.stopTokens = stopTokens
+    self.maxBatch = max(1, maxBatch)
+    contextLength = model.config.maxPositions
+    vocabularySize = min(model.config.vocabSize, tokenizer.vocabularySize)
+    padId = tokenizer.padTokenId ?? 0
+    let t = Thread { self.work() }  // the engine lives as long as its worker
+    t.name = "shatter-decode"
+    t.stackSize = 8 << 20
+    thread = t
+    t.start()
+  }
+
+  public var stats: EngineStats {
+    condition.lock()
+    defer { condition.unlock() }
+    return _stats
+  }
+
+  /// Queues `job`; its events arrive on the returned stream. Dropping the stream (or cancelling the task
+  /// reading it) ends the job at its next step.
+  public func submit(_ job: GenerationJob) -> AsyncStream<GenerationEvent> {
+    let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
+    let row = Row(job: job, continuation: continuation, tokenizer: tokenizer)
+    continuation.onTermination = { [weak row] _ in row?.cancel() }
+    condition.lock()
+    if stopping {
+      condition.unlock()
+      continuation.yield(.finished(.stop, promptTokens: job.prompt.count, completionTokens: 0))
+      continuation.finish()
+      return stream
+    }
+    queue.append(row)
+    condition.signal()
+    condition.unlock()
+    return stream
+  }
+
+  /// Stops the worker after the rows it holds finish their current step; queued jobs end at once.
+  public func shutdown() {
+    condition.lock()
+    stopping = true
+    condition.broadcast()
+    while !stopped { condition.wait() }
+    condition.unlock()
+  }
+
+  // MARK: - Worker
+
+  private func work() {
+    let decoder = BatchDecoder(model: model, padId: padId)
+    var active: [Row] = []
+    while true {
+      condition.lock()
+      while queue.isEmpty && active.isEmpty && !stopping { condition.wait() }
+      if stopping {
+        let left = queue + active
+        queue = []
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+        for r in left { r.end(.stop) }
+        return
+      }
+      let room = maxBatch - active.count
+      let joining = Array(queue.prefix(room)).filter { !$0.isCancelled }
+      let dropped = queue.prefix(room).filter(\.isCancelled)
+      queue.removeFirst(min(room, queue.count))
+      if !joining.isEmpty {
+        _stats.prefills += 1
+        if !active.isEmpty { _stats.joinedRunning += joining.count }
+      }
+      condition.unlock()
+      for r in dropped { r.end(.stop) }
+
+      var tokens: [Int]
+      if !joining.isEmpty {
+        // New rows are prefilled and take their first token; running rows wait this one step.
+        let logits = decoder.add(joining.map(\.job.prompt))
+        tokens = model.pickEach(logits, samplers: joining.map(\.sampler))
+        for (r, t) in zip(joining, tokens) { r.accept(t, stopTokens: stopTokens) }
+        active += joining
+      } else {
+        let logits = decoder.step(active.map(\.pending))
+        tokens = model.pickEach(logits, samplers: active.map(\.sampler))
+        for (r, t) in zip(active, tokens) { r.accept(t, stopTokens: stopTokens) }
+      }
+      condition.lock()
+      _stats.decodeSteps += 1
+      _stats.largestBatch = max(_stats.largestBatch, decoder.rows)
+      _stats.completed += active.filter(\.isDone).count
+      condition.unlock()
+      let kept = active.indices.filter { !active[$0].isDone }
+      decoder.keep(kept)
+      active = kept.map { active[$0] }
+    }
+  }
+}
+
+/// One job's decoding state; touched by the worker thread only, except `cancel` (any thread).
+final class Row: @unchecked Sendable {
+  let job: GenerationJob
+  let sampler: RowSampler
+  private let continuation: AsyncStream<GenerationEvent>.Continuation
+  private var streamer: TextStreamer
+  private(set) var pending = 0
+  private(set) var generated = 0
+  private(set) var isDone = false
+  private let lock = NSLock()
+  private var cancelled = false
+
+  init(job: GenerationJob, continuation: AsyncStream<GenerationEvent>.Continuation, tokenizer: any TextTokenizer) {
+    self.job = job
+    self.continuation = continuation
+    streamer = TextStreamer(tokenizer: tokenizer, stopStrings: job.stop)
+    let options = SamplingOptions(maxNewTokens: job.maxTokens, temperature: job.temperature, topP: job.topP < 1 ? job.topP : nil)
+    sampler = RowSampler(options: options, seed: job.seed)
+  }
+
+  func cancel() {
+    lock.lock()
+    cancelled = true
+    lock.unlock()
+  }
+
+  var isCancelled: Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return cancelled
+  }
+
+  /// Takes the row's next token: streams its text, and ends the row on a stop token, a stop string,
+  /// `max_tokens`, or a reader that went away.
+  func accept(_ token: Int, stopTokens: Set<Int>) {
+    guard !isDone else { return }
+    generated += 1
+    pending = token
+    if stopTokens.contains(token) {
+      flushAndEnd(.stop)
+      return
+    }
+    let piece = streamer.push(token)
+    if !piece.isEmpty { continuation.yield(.text(piece)) }
+    if streamer.stopped {
+      end(.stop)
+    } else if generated >= job.maxTokens {
+      flushAndEnd(.length)
+    } else if isCancelled {
+      end(.stop)
+    }
+  }
+
+  private func flushAndEnd(_ reason: FinishReason) {
+    let tail = streamer.finish()
+    if !tail.isEmpty { continuation.yield(.text(tail)) }
+    end(reason)
+  }
+
+  func end(_ reason: FinishReason) {
+    guard !isDone else { return }
+    isDone = true
+    continuation.yield(.finished(reason, promptTokens: job.prompt.count, completionTokens: generated))
+    continuation.finish()
+  }
+}
