@@ -43,7 +43,9 @@ extension Optimizer {
     for g in groups { for p in g.parameters { p.tensor.zeroGrad() } }
   }
 
-  public func clipGradients(maxNorm: Double?) -> Double { clipGradientNorm(maxNorm: maxNorm).item() }
+  public func clipGradients(maxNorm: Double?) -> Double {
+    clipOrMeasureNow(groups.flatMap { $0.parameters.compactMap(\.tensor.grad) }, maxNorm: maxNorm)
+  }
 
   public func clipGradientNorm(maxNorm: Double?) -> Tensor {
     clipOrMeasure(groups.flatMap { $0.parameters.compactMap(\.tensor.grad) }, maxNorm: maxNorm)
@@ -274,12 +276,14 @@ public final class AdamW: Optimizer {
     }
   }
 
-  public func clipGradientNorm(maxNorm: Double?) -> Tensor {
-    guard layout != nil || flat.allSatisfy({ $0 != nil }) else {
-      return clipOrMeasure(groups.flatMap { $0.parameters.compactMap(\.tensor.grad) }, maxNorm: maxNorm)
-    }
-    return clipOrMeasure(layout.map { [$0.whole.grads] } ?? flat.map { $0!.grads }, maxNorm: maxNorm)
+  /// The gradient buffers to clip: the flat ones when every group has them, else each parameter's.
+  var gradientBuffers: [Tensor] {
+    guard layout != nil || flat.allSatisfy({ $0 != nil }) else { return groups.flatMap { $0.parameters.compactMap(\.tensor.grad) } }
+    return layout.map { [$0.whole.grads] } ?? flat.map { $0!.grads }
   }
+
+  public func clipGradientNorm(maxNorm: Double?) -> Tensor { clipOrMeasure(gradientBuffers, maxNorm: maxNorm) }
+  public func clipGradients(maxNorm: Double?) -> Double { clipOrMeasureNow(gradientBuffers, maxNorm: maxNorm) }
 
   public func stateDict() -> (tensors: [String: Tensor], metadata: [String: String]) { store.stateDict(groups: groups) }
   public func load(tensors: [String: Tensor], metadata: [String: String]) throws {
@@ -398,15 +402,33 @@ public final class RMSprop: Optimizer {
   }
 }
 
+/// The global L2 norm of `grads` as a float64 0-dim tensor.
+func globalNorm(_ grads: [Tensor]) -> Tensor {
+  guard !grads.isEmpty else { return Tensor.zeros([], dtype: .float64) }
+  return grads.count == 1 ? grads[0].norm(2).to(.float64) : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2)
+}
+
 /// The global L2 norm of `grads` (float64, 0-dim), after scaling them by min(1, maxNorm/(norm + 1e-6))
-/// when `maxNorm` is given: `clip_grad_norm_`'s arithmetic, with no device sync.
+/// when `maxNorm` is given: `clip_grad_norm_`'s arithmetic with no device sync, for callers that read the
+/// norm later with their other metrics (the trainer).
 func clipOrMeasure(_ grads: [Tensor], maxNorm: Double?) -> Tensor {
   withoutGradients {
-    guard !grads.isEmpty else { return Tensor.zeros([], dtype: .float64) }
-    let total = grads.count == 1 ? grads[0].norm(2).to(.float64) : Tensor.stack(grads.map { $0.norm(2).to(.float64) }).norm(2)
-    if let maxNorm {
+    let total = globalNorm(grads)
+    if let maxNorm, !grads.isEmpty {
       let coef = (maxNorm / (total + 1e-6)).clamp(max: 1)
       for g in grads { g.mul_(coef) }
+    }
+    return total
+  }
+}
+
+/// The same with the norm read now: the gradients are touched only when they are clipped.
+func clipOrMeasureNow(_ grads: [Tensor], maxNorm: Double?) -> Double {
+  withoutGradients {
+    let total = globalNorm(grads).item()
+    if let maxNorm {
+      let coef = maxNorm / (total + 1e-6)
+      if coef < 1 { for g in grads { g.mul_(coef) } }
     }
     return total
   }
@@ -416,5 +438,5 @@ func clipOrMeasure(_ grads: [Tensor], maxNorm: Double?) -> Tensor {
 /// same 1e-6 guard); returns the norm before clipping. Parameters without gradients are ignored.
 @discardableResult
 public func clipGradNorm(_ parameters: [Tensor], maxNorm: Double) -> Double {
-  clipOrMeasure(parameters.compactMap(\.grad), maxNorm: maxNorm).item()
+  clipOrMeasureNow(parameters.compactMap(\.grad), maxNorm: maxNorm)
 }
