@@ -47,6 +47,7 @@ demo-addition: release
 bench:
 	@scripts/bootstrap --bench
 	$(SWIFT) build -c release --product shatter
+	@SHATTER=.build/release/shatter scripts/fetch_model
 	@scripts/bench
 
 clean:

@@ -65,10 +65,40 @@ def main():
             hm = max(x["peak_rss_mib"] for x in hrs)
         print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {hf:9.0f} {hr:6.2f}x {sm:6.0f} / {pm:.0f} / {hm:.0f}")
 
+    real_model_generation()
+
     g = run([SHATTER, "bench", "generate", "--threads", THREADS])
     print("\nGreedy generation, GPT-2 L=4 D=256, batch 4, 32-token prompts, 96 new tokens:")
     print(f"  KV cache {g['cached_tokens_per_second']:.0f} tokens/s, no cache {g['uncached_tokens_per_second']:.0f} tokens/s "
           f"({g['speedup']:.1f}x); identical outputs: {g['identical_outputs']}")
+
+
+MODEL = os.path.join(ROOT, "models/smollm2-135m-instruct")
+
+
+def real_model_generation():
+    """Batch-1 greedy decoding of 128 tokens on SmolLM2-135M-Instruct (make model), Shatter vs Hugging Face
+    `generate` on the same converted directory, alternating, same libtorch and environment."""
+    if not os.path.exists(os.path.join(MODEL, "model.safetensors")):
+        print(f"\nSmolLM2-135M generation: skipped, {MODEL} is missing (run `make model`)")
+        return
+    if not os.path.exists(HF_PYTHON):
+        print("\nSmolLM2-135M generation: skipped, .venv-bench is missing (scripts/bootstrap --bench)")
+        return
+    args = ["--model", MODEL, "--new-tokens", "128", "--repeats", "3"]
+    s_runs, h_runs = [], []
+    for _ in range(REPEATS):
+        s_runs.append(run([SHATTER, "bench", "model-generate", *args, "--threads", THREADS]))
+        h_runs.append(run([HF_PYTHON, os.path.join("bench", "hf_generate.py"), *args, "--threads", THREADS]))
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    ratio = statistics.median(s["tokens_per_second"] / h["tokens_per_second"] for s, h in zip(s_runs, h_runs))
+    same = all(s["tokens"] == h["tokens"] for s, h in zip(s_runs, h_runs))
+    blas = os.environ.get("OPENBLAS_CORETYPE", "auto-detected")
+    print(f"\nSmolLM2-135M-Instruct (f32), greedy, batch 1, 128 new tokens; OpenBLAS core type {blas}")
+    print(f"{'':22} {'tokens/s':>9} {'TTFT ms':>9} {'peak RSS MiB':>13}")
+    for label, rs in [("shatter", s_runs), ("HF generate", h_runs)]:
+        print(f"{label:22} {med(rs, 'tokens_per_second'):9.1f} {med(rs, 'ttft_ms'):9.1f} {max(r['peak_rss_mib'] for r in rs):13.0f}")
+    print(f"ratio shatter / HF: {ratio:.2f}x (target >= 1.5x); identical greedy tokens: {same}")
 
 
 if __name__ == "__main__":

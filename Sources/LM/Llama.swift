@@ -1,6 +1,21 @@
 import NN
 import Torch
 
+/// `linear` for one row as a matrix-vector product. Decoding one token at a time is memory-bound, and
+/// libtorch's `linear` on a single row still runs a general matrix product whose BLAS call packs (copies)
+/// the whole weight first; `mv` streams it once. Measured on SmolLM2-135M (2 cores, OpenBLAS): the tied
+/// 49152×576 head takes 9.5 ms instead of 20 ms, a 1536×576 projection 0.08 ms instead of 0.35 ms.
+/// Several rows (prompts, scoring, training) keep `linear`.
+func rowwise(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+  let features = x.size(-1)
+  guard x.count == features, x.rank >= 1 else { return Tensor.linear(x, weight: weight, bias: bias) }
+  var y = weight.matmul(x.reshaped([features]))
+  if let bias { y = y + bias }
+  return y.reshaped(Array(x.shape.dropLast()) + [weight.size(0)])
+}
+
+func rowwise(_ layer: Linear, _ x: Tensor) -> Tensor { rowwise(x, weight: layer.weight, bias: layer.bias) }
+
 public final class LlamaAttention: Module {
   let q_proj: Linear, k_proj: Linear, v_proj: Linear, o_proj: Linear
   let heads: Int, kvHeads: Int
@@ -16,11 +31,11 @@ public final class LlamaAttention: Module {
   }
 
   func callAsFunction(_ x: Tensor, layer: Int, cos: Tensor, sin: Tensor, bias: Tensor?, cache: KVCache?) -> Tensor {
-    let q = Rotary.apply(Attention.splitHeads(q_proj(x), heads: heads), cos: cos, sin: sin)
-    var k = Rotary.apply(Attention.splitHeads(k_proj(x), heads: kvHeads), cos: cos, sin: sin)
-    var v = Attention.splitHeads(v_proj(x), heads: kvHeads)
+    let q = Rotary.apply(Attention.splitHeads(rowwise(q_proj, x), heads: heads), cos: cos, sin: sin)
+    var k = Rotary.apply(Attention.splitHeads(rowwise(k_proj, x), heads: kvHeads), cos: cos, sin: sin)
+    var v = Attention.splitHeads(rowwise(v_proj, x), heads: kvHeads)
     if let cache { (k, v) = cache.append(layer: layer, keys: k, values: v) }
-    return o_proj(Attention.mergeHeads(Attention.attend(q: q, k: k, v: v, bias: bias, causal: true)))
+    return rowwise(o_proj, Attention.mergeHeads(Attention.attend(q: q, k: k, v: v, bias: bias, causal: true)))
   }
 }
 
@@ -34,7 +49,9 @@ public final class LlamaMLP: Module {
     down_proj = LlamaLM.linear(c.intermediateSize, c.hiddenSize, bias: false, dtype: dtype, generator: generator)
   }
 
-  func callAsFunction(_ x: Tensor) -> Tensor { down_proj(gate_proj(x).silu() * up_proj(x)) }
+  func callAsFunction(_ x: Tensor) -> Tensor {
+    rowwise(down_proj, rowwise(gate_proj, x).silu() * rowwise(up_proj, x))
+  }
 }
 
 public final class LlamaDecoderLayer: Module {
@@ -103,6 +120,6 @@ public final class LlamaLM: CausalLM {
     }
     let hidden = model.norm(x)
     let head = lm_head?.weight ?? model.embed_tokens.weight
-    return (Tensor.linear(hidden, weight: head), hidden)
+    return (rowwise(hidden, weight: head, bias: nil), hidden)
   }
 }

@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
     abstract: "Time training workloads; `make bench` runs these beside the same workloads in PyTorch.",
-    subcommands: [MLPBench.self, TrainBench.self, GenerateBench.self]
+    subcommands: [MLPBench.self, TrainBench.self, GenerateBench.self, ModelGenerateBench.self]
   )
 }
 
@@ -153,5 +153,50 @@ struct GenerateBench: ParsableCommand {
                "uncached_tokens_per_second": rates["uncached_tokens_per_second"]!,
                "speedup": rates["cached_tokens_per_second"]! / rates["uncached_tokens_per_second"]!,
                "identical_outputs": outputs[true]! == outputs[false]!])
+  }
+}
+
+/// Batch-1 greedy decoding on a real checkpoint, the workload of `shatter chat` and `shatter serve`;
+/// bench/hf_generate.py times Hugging Face `generate` on the same directory and prompt.
+struct ModelGenerateBench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "model-generate",
+    abstract: "Time greedy generation (batch 1, no stop tokens) on a checkpoint directory or .gguf file.",
+    discussion: "time to first token = prompt pass + first pick; tokens/s = new tokens over the whole call.")
+
+  @Option(help: "Checkpoint directory or .gguf file.") var model = "models/smollm2-135m-instruct"
+  @Option(help: "The prompt text.") var prompt = "The capital of France is"
+  @Option(help: "New tokens per timed run.") var newTokens = 128
+  @Option(help: "Timed runs (the median is reported).") var repeats = 3
+  @Option(help: "libtorch intra-op threads (0 keeps libtorch's default).") var threads = 0
+
+  func validate() throws {
+    guard newTokens > 1, repeats > 0 else { throw ValidationError("--new-tokens must be > 1 and --repeats > 0") }
+  }
+
+  func run() throws {
+    if threads > 0 { Torch.threads = threads }
+    let loaded = try LoadedModel(model)
+    let ids = try loaded.encodeForContext(prompt, reserve: newTokens)
+    func timed(_ n: Int) -> (Double, [Int]) {
+      let start = DispatchTime.now().uptimeNanoseconds
+      let out = loaded.model.generate([ids], options: SamplingOptions(maxNewTokens: n))[0]
+      return (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, out)
+    }
+    _ = timed(8)  // warm-up: first-call allocations and libtorch's lazy initialisation
+    var first: [Double] = [], whole: [Double] = []
+    var tokens: [Int] = []
+    for _ in 0..<repeats {
+      first.append(timed(1).0)
+      let (seconds, out) = timed(newTokens)
+      whole.append(seconds)
+      tokens = out
+    }
+    let median = { (xs: [Double]) in xs.sorted()[xs.count / 2] }
+    let (ttft, total) = (median(first), median(whole))
+    printJSON(["impl": "shatter", "prompt_tokens": ids.count, "new_tokens": tokens.count,
+               "tokens_per_second": Double(tokens.count) / total, "ttft_ms": ttft * 1000,
+               "decode_tokens_per_second": Double(tokens.count - 1) / Swift.max(total - ttft, 1e-9),
+               "tokens": tokens, "threads": Torch.threads, "peak_rss_mib": peakMemoryMiB()])
   }
 }
