@@ -19,8 +19,10 @@ public enum Checkpoint {
     }
   }
 
-  /// Reads the model in `directory`; every problem is an error naming the file and key.
+  /// Reads the model in `directory` (or a `.gguf` file, converted in memory, so every option that names
+  /// a model accepts one); every problem is an error naming the file and key.
   public static func loadModel(from directory: URL, dtype: DType = .float32) throws -> any CausalLM {
+    if directory.pathExtension.lowercased() == "gguf" { return try GGUFCheckpoint(url: directory).loadModel(dtype: dtype) }
     let config = try ModelConfig(contentsOf: directory.appendingPathComponent("config.json"))
     let model = makeModel(config, dtype: dtype)
     let tensors = try loadTensors(from: directory)

@@ -230,7 +230,8 @@ public final class GGUFFile: @unchecked Sendable {
   public func floats(_ name: String) throws -> [Float] {
     try withBytes(of: name) { bytes, t in
       [Float](unsafeUninitializedCapacity: t.elementCount) { out, initialized in
-        GGMLDequantizer.dequantize(t.type, from: bytes, into: out.baseAddress!, count: t.elementCount)
+        guard let base = out.baseAddress, t.elementCount > 0 else { return }
+        GGMLDequantizer.dequantize(t.type, from: bytes, into: base, count: t.elementCount)
         initialized = t.elementCount
       }
     }

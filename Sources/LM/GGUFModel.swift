@@ -154,6 +154,13 @@ public struct GGUFCheckpoint {
                                    to: directory.appendingPathComponent("config.json"))
     try Safetensors.save(try tensors(dtype: dtype), metadata: ["format": "pt"],
                          to: directory.appendingPathComponent("model.safetensors"))
+    try writeTokenizerFiles(to: directory)
+  }
+
+  /// The tokenizer and generation files alone, for a model derived from this file to carry (training
+  /// from a `.gguf` saves checkpoints with the companions of the directory it came from).
+  public func writeTokenizerFiles(to directory: URL) throws {
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     try Checkpoint.writeAtomically(try tokenizerJSON(), to: directory.appendingPathComponent("tokenizer.json"))
     try Checkpoint.writeAtomically(try tokenizerConfigJSON(), to: directory.appendingPathComponent("tokenizer_config.json"))
     try Checkpoint.writeAtomically(try generationConfigJSON(), to: directory.appendingPathComponent("generation_config.json"))

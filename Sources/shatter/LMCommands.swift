@@ -23,16 +23,21 @@ func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
 /// A checkpoint directory (or a GGUF file, converted in memory) with its tokenizer, as the model
 /// commands load it.
 struct LoadedModel {
-  let directory: URL
+  /// The checkpoint directory; for a `.gguf`, a temporary one holding its tokenizer files.
+  private(set) var directory: URL
   let model: any CausalLM
   let tokenizer: any TextTokenizer
 
   init(_ path: String) throws {
     directory = URL(fileURLWithPath: path)
     if isGGUF(path) {
-      let gguf = try GGUFCheckpoint(url: directory)
+      let gguf = try GGUFCheckpoint(url: URL(fileURLWithPath: path))
       tokenizer = try gguf.tokenizer()
       model = try gguf.loadModel()
+      // Commands that save a derived model copy the tokenizer files from `directory`.
+      let companions = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-gguf-\(getpid())")
+      try gguf.writeTokenizerFiles(to: companions)
+      directory = companions
       return
     }
     tokenizer = try loadTokenizer(path)
