@@ -177,45 +177,23 @@ public final class GGUFFile: @unchecked Sendable {
 
   /// A metadata value that must be present with an integer type.
   public func requireInt(_ key: String) throws -> Int {
-    guard let value = metadata[key] else { throw GGUFError(path: path, subject: "key '\(key)'", "missing") }
-    guard let i = value.int else {
-      throw GGUFError(path: path, subject: "key '\(key)'", "expected an integer, found \(value.typeName)")
-    }
+    guard let i = try optionalInt(key) else { throw GGUFError(path: path, subject: "key '\(key)'", "missing") }
     return i
   }
 
   /// A metadata value that, when present, must be of the type asked for; absent gives nil.
-  public func optionalInt(_ key: String) throws -> Int? {
+  func optional<T>(_ key: String, _ expected: String, _ extract: (GGUFValue) -> T?) throws -> T? {
     guard let value = metadata[key] else { return nil }
-    guard let i = value.int else {
-      throw GGUFError(path: path, subject: "key '\(key)'", "expected an integer, found \(value.typeName)")
+    guard let v = extract(value) else {
+      throw GGUFError(path: path, subject: "key '\(key)'", "expected \(expected), found \(value.typeName)")
     }
-    return i
+    return v
   }
 
-  public func optionalDouble(_ key: String) throws -> Double? {
-    guard let value = metadata[key] else { return nil }
-    guard let d = value.double else {
-      throw GGUFError(path: path, subject: "key '\(key)'", "expected a number, found \(value.typeName)")
-    }
-    return d
-  }
-
-  public func optionalString(_ key: String) throws -> String? {
-    guard let value = metadata[key] else { return nil }
-    guard let s = value.string else {
-      throw GGUFError(path: path, subject: "key '\(key)'", "expected a string, found \(value.typeName)")
-    }
-    return s
-  }
-
-  public func optionalBool(_ key: String) throws -> Bool? {
-    guard let value = metadata[key] else { return nil }
-    guard let b = value.bool else {
-      throw GGUFError(path: path, subject: "key '\(key)'", "expected a boolean, found \(value.typeName)")
-    }
-    return b
-  }
+  public func optionalInt(_ key: String) throws -> Int? { try optional(key, "an integer") { $0.int } }
+  public func optionalDouble(_ key: String) throws -> Double? { try optional(key, "a number") { $0.double } }
+  public func optionalString(_ key: String) throws -> String? { try optional(key, "a string") { $0.string } }
+  public func optionalBool(_ key: String) throws -> Bool? { try optional(key, "a boolean") { $0.bool } }
 
   /// The raw bytes of a tensor, handed to `body` without copying.
   public func withBytes<R>(of name: String, _ body: (UnsafeRawBufferPointer, GGUFTensorInfo) throws -> R) throws -> R {
