@@ -133,10 +133,25 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
 
   static var discussion: String {
     guard !M.options.isEmpty else { return M.discussion }
+    // Wrapped here with a hanging indent (as ArgumentParser lays out OPTIONS), so no line needs rewrapping.
+    let indent = 28, width = 78
     let rows = M.options.map { o -> String in
-      let flag = "--\(o.name)" + (o.kind == .flag ? "" : " <\(o.kind == .string ? "value" : "n")>")
-      let help = o.help + (o.defaultValue.map { " (default: \($0))" } ?? "")
-      return "  " + flag.padding(toLength: Swift.max(26, flag.count + 2), withPad: " ", startingAt: 0) + help
+      let flag = "  --\(o.name)" + (o.kind == .flag ? "" : " <\(o.kind == .string ? "value" : "n")>")
+      let words = (o.help + (o.defaultValue.map { " (default: \($0))" } ?? "")).split(separator: " ")
+      var lines: [String] = []
+      var line = flag.count + 2 <= indent ? flag.padding(toLength: indent, withPad: " ", startingAt: 0) : flag
+      if line.count > indent {
+        lines.append(line)
+        line = String(repeating: " ", count: indent)
+      }
+      for w in words {
+        if line.count + w.count + 1 > width, line.count > indent {
+          lines.append(line)
+          line = String(repeating: " ", count: indent)
+        }
+        line += (line.count > indent ? " " : "") + w
+      }
+      return (lines + [line]).joined(separator: "\n")
     }
     return M.discussion + "\n\nMETHOD OPTIONS:\n" + rows.joined(separator: "\n")
   }
