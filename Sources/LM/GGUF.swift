@@ -230,22 +230,29 @@ public final class GGUFFile: @unchecked Sendable {
 }
 
 extension GGUFValue {
-  var typeName: String {
+  /// The value's type tag in the file.
+  var valueType: GGUFValueType {
     switch self {
-    case .uint8: "UINT8"
-    case .int8: "INT8"
-    case .uint16: "UINT16"
-    case .int16: "INT16"
-    case .uint32: "UINT32"
-    case .int32: "INT32"
-    case .uint64: "UINT64"
-    case .int64: "INT64"
-    case .float32: "FLOAT32"
-    case .float64: "FLOAT64"
-    case .bool: "BOOL"
-    case .string: "STRING"
-    case .array(let t, _): "ARRAY of \(t)"
+    case .uint8: .uint8
+    case .int8: .int8
+    case .uint16: .uint16
+    case .int16: .int16
+    case .uint32: .uint32
+    case .int32: .int32
+    case .uint64: .uint64
+    case .int64: .int64
+    case .float32: .float32
+    case .float64: .float64
+    case .bool: .bool
+    case .string: .string
+    case .array: .array
     }
+  }
+
+  /// The type's name as errors show it (`ARRAY of STRING` for arrays), from `GGUFValueType.description`.
+  var typeName: String {
+    if case .array(let t, _) = self { return "ARRAY of \(t)" }
+    return valueType.description
   }
 }
 
