@@ -8,6 +8,9 @@ let libtorch = Context.environment["LIBTORCH"]
 let torchIncludes = libtorch.map { ["-I\($0)/include", "-I\($0)/include/torch/csrc/api/include"] }
   ?? ["-I/usr/include/torch/csrc/api/include"]
 let torchLibDir = libtorch.map { "\($0)/lib" } ?? "/usr/lib/x86_64-linux-gnu"
+// Where the binary looks for libtorch when it runs (default: where it was linked). scripts/device-check
+// links here against a copy of the GPU machine's libtorch and points this at that machine's torch/lib.
+let torchRunPaths = (Context.environment["LIBTORCH_RPATH"] ?? torchLibDir).split(separator: ":").map(String.init)
 
 let package = Package(
   name: "Shatter",
@@ -35,7 +38,7 @@ let package = Package(
         .unsafeFlags(torchIncludes + ["-Wno-deprecated-declarations", "-Wno-unused-parameter"]),
       ],
       linkerSettings: [
-        .unsafeFlags(["-L\(torchLibDir)", "-Xlinker", "-rpath", "-Xlinker", torchLibDir]),
+        .unsafeFlags(["-L\(torchLibDir)"] + torchRunPaths.flatMap { ["-Xlinker", "-rpath", "-Xlinker", $0] }),
         .linkedLibrary("torch"),
         .linkedLibrary("torch_cpu"),
         .linkedLibrary("c10"),

@@ -10,6 +10,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <dlfcn.h>
 #include <cstring>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -42,6 +43,11 @@ const bool heap_reuse_configured = [] {
   return true;
 }();
 #endif
+
+// A CUDA libtorch registers its CUDA kernels when libtorch_cuda.so loads. A linker that drops libraries
+// nothing references by name (--as-needed) can leave it out, so load it at start-up; a CPU build has no
+// such library and this does nothing.
+const bool cuda_half_loaded = dlopen("libtorch_cuda.so", RTLD_NOW | RTLD_GLOBAL) != nullptr;
 
 thread_local std::string last_error;
 thread_local bool has_error = false;

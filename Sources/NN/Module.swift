@@ -78,6 +78,27 @@ extension Module {
   }
 }
 
+extension Module {
+  /// Where the parameters live (the first parameter's device; the CPU for a module without any).
+  public var device: Device {
+    var found: Device?
+    visitParameters { _, p in if found == nil { found = p.device } }
+    return found ?? .cpu
+  }
+
+  /// Moves every parameter to `device` and, when `dtype` is given, casts the floating-point ones to it.
+  /// Each parameter keeps its identity (`set_data`, like PyTorch's `module.to`), so do this before an
+  /// optimizer is made over them. Integer tensors (token tables) keep their type.
+  public func move(to device: Device, dtype: DType? = nil) {
+    withoutGradients {
+      visitParameters { _, p in
+        let target = dtype.flatMap { p.dtype.isFloatingPoint ? $0 : nil } ?? p.dtype
+        if p.device != device || p.dtype != target { p.setData(p.to(target, device)) }
+      }
+    }
+  }
+}
+
 /// A problem with saved state that does not fit the module or optimizer it is loaded into.
 public struct StateError: Error, CustomStringConvertible {
   public let message: String

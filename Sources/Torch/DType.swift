@@ -67,6 +67,15 @@ public enum Device: Sendable, Equatable, CustomStringConvertible {
 
   init(code: Int32) { self = code < 0 ? .cpu : .cuda(Int(code)) }
 
+  /// `cpu`, `cuda` (device 0) or `cuda:N`, as PyTorch spells them; nil for anything else.
+  public init?(_ text: String) {
+    let t = text.lowercased()
+    if t == "cpu" { self = .cpu; return }
+    if t == "cuda" { self = .cuda(0); return }
+    guard t.hasPrefix("cuda:"), let i = Int(t.dropFirst(5)), i >= 0 else { return nil }
+    self = .cuda(i)
+  }
+
   public var description: String {
     switch self {
     case .cpu: return "cpu"

@@ -188,6 +188,7 @@ extension Tensor {
 
   public func to(_ dtype: DType) -> Tensor { wrap(ct_to(handle, dtype.rawValue, device.code), "to") }
   public func to(_ device: Device) -> Tensor { wrap(ct_to(handle, dtype.rawValue, device.code), "to") }
+  public func to(_ dtype: DType, _ device: Device) -> Tensor { wrap(ct_to(handle, dtype.rawValue, device.code), "to") }
   public func contiguous() -> Tensor { wrap(ct_contiguous(handle), "contiguous") }
   public func clone() -> Tensor { wrap(ct_clone(handle), "clone") }
 }

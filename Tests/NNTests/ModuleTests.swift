@@ -134,3 +134,17 @@ final class TinyNet: Module {
   let sgd = SGD(m2.trainableParameters(), learningRate: 0.1)
   #expect(throws: StateError.self) { try sgd.load(from: dir.appendingPathComponent("o.safetensors")) }
 }
+
+@Test func movingAModuleCastsItsParametersInPlaceAndKeepsTheirIdentity() {
+  let layer = Linear(3, 2, generator: Generator(seed: 4))
+  let weight = layer.weight
+  let before = layer.weight.toArray(Double.self)
+  layer.move(to: .cpu, dtype: .float64)
+  #expect(layer.weight === weight)
+  #expect(layer.weight.dtype == .float64 && layer.bias!.dtype == .float64)
+  #expect(layer.weight.requiresGrad)
+  #expect(layer.weight.toArray(Double.self) == before)  // float32 → float64 is exact
+  #expect(layer.device == .cpu)
+  let y = layer(Tensor.ones([1, 3], dtype: .float64))
+  #expect(y.dtype == .float64)
+}
