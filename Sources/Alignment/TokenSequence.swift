@@ -70,7 +70,7 @@ public struct ScoredBatch {
   public init(_ sequences: [TokenSequence], model: any CausalLM, padId: Int, inputEmbeddings: Tensor? = nil) {
     batch = SequenceBatch(sequences, padId: padId)
     scored = model.score(batch.padded, inputEmbeddings: inputEmbeddings)
-    mask = batch.labelMask
+    mask = batch.labelMask.to(scored.tokenLogProbs.device)
   }
 
   /// Logits aligned with the targets [B, T-1, V] (a view; for entropy and greedy predictions).
@@ -86,7 +86,7 @@ public struct ScoredBatch {
 
   /// The final hidden state at each sequence's last real token [N, D].
   public var lastHidden: Tensor {
-    let last = Tensor(batch.padded.lengths.map { $0 - 1 }, shape: [batch.padded.lengths.count, 1, 1])
+    let last = Tensor(batch.padded.lengths.map { $0 - 1 }, shape: [batch.padded.lengths.count, 1, 1]).to(scored.hidden.device)
     let d = scored.hidden.size(-1)
     return scored.hidden.gather(dim: 1, index: last.expanded(to: [-1, 1, d])).squeezed(dim: 1)
   }

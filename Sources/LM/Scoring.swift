@@ -31,6 +31,15 @@ public struct PaddedBatch {
 
   /// Positions counting real tokens only, so left-padded rows start at 0 (as Hugging Face does).
   public var positions: Tensor { (mask.cumsum(dim: 1) - 1).clamp(min: 0) }
+
+  /// The same batch with its tensors on `device` (the model's: batches are built on the host).
+  public func on(_ device: Device) -> PaddedBatch {
+    tokens.device == device ? self : PaddedBatch(tokens: tokens.to(device), mask: mask.to(device), lengths: lengths, side: side)
+  }
+
+  private init(tokens: Tensor, mask: Tensor, lengths: [Int], side: PaddingSide) {
+    (self.tokens, self.mask, self.lengths, self.side) = (tokens, mask, lengths, side)
+  }
 }
 
 /// The teacher-forced view of a batch that every objective consumes.
@@ -52,6 +61,7 @@ extension CausalLM {
   /// `inputEmbeddings` [B, T, D] replaces the embedding lookup of the batch's tokens (IFT); the tokens
   /// still define the targets.
   public func score(_ batch: PaddedBatch, inputEmbeddings: Tensor? = nil) -> Scored {
+    let batch = batch.on(embeddingWeight.device)
     let t = batch.tokens.size(1)
     let bias = batch.hasPadding
       ? Attention.bias(keyMask: batch.mask, queries: t, past: 0, dtype: dtype) : nil

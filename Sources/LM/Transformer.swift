@@ -35,7 +35,7 @@ extension CausalLM {
   /// Logits for unpadded sequences without a cache.
   public func callAsFunction(_ tokens: Tensor) -> Tensor {
     let (b, t) = (tokens.size(0), tokens.size(1))
-    let positions = Tensor.arange(0, Double(t)).unsqueezed(dim: 0).expanded(to: [b, t])
+    let positions = Tensor.arange(0, Double(t), device: tokens.device).unsqueezed(dim: 0).expanded(to: [b, t])
     return forward(tokens, positions: positions, attentionBias: nil, cache: nil).logits
   }
 
@@ -77,11 +77,12 @@ enum Attention {
   /// (non-padding) tokens with 1.
   static func bias(keyMask: Tensor?, queries t: Int, past p: Int, dtype: DType) -> Tensor {
     let s = p + t
-    let q = Tensor.arange(Double(p), Double(s)).unsqueezed(dim: 1)
-    let k = Tensor.arange(0, Double(s)).unsqueezed(dim: 0)
+    let device = keyMask?.device ?? .cpu
+    let q = Tensor.arange(Double(p), Double(s), device: device).unsqueezed(dim: 1)
+    let k = Tensor.arange(0, Double(s), device: device).unsqueezed(dim: 0)
     var allowed = k.le(q).unsqueezed(dim: 0).unsqueezed(dim: 0)  // [1,1,T,S]
     if let keyMask { allowed = allowed.logicalAnd(keyMask.ne(0).unsqueezed(dim: 1).unsqueezed(dim: 1)) }
-    return Tensor.zeros(allowed.shape, dtype: dtype).maskedFill(allowed.logicalNot(), blockedValue(dtype))
+    return Tensor.zeros(allowed.shape, dtype: dtype, device: device).maskedFill(allowed.logicalNot(), blockedValue(dtype))
   }
 
   /// softmax(q·kᵀ/√d + bias)·v with grouped-query heads: q [B,H,T,D], k/v [B,Hkv,S,D].
@@ -98,7 +99,7 @@ enum Attention {
     if let bias {
       scores = scores + bias
     } else if causal && t > 1 {
-      let mask = Tensor.ones([t, s], dtype: .bool).triu(s - t + 1)
+      let mask = Tensor.ones([t, s], dtype: .bool, device: q.device).triu(s - t + 1)
       scores = scores.maskedFill(mask, -Double.infinity)
     }
     return scores.softmax(dim: -1).matmul(v)
@@ -128,7 +129,8 @@ struct Rotary {
 
   /// cos and sin [B,1,T,D] for positions [B,T].
   func cosSin(positions: Tensor, dtype: DType) -> (Tensor, Tensor) {
-    let freqs = positions.to(.float32).unsqueezed(dim: -1) * invFreq  // [B,T,D/2]
+    // invFreq is not a parameter (a struct's tensor, which Module.move does not see): follow the positions.
+    let freqs = positions.to(.float32).unsqueezed(dim: -1) * invFreq.to(positions.device)  // [B,T,D/2]
     let emb = Tensor.cat([freqs, freqs], dim: -1).unsqueezed(dim: 1)
     return (emb.cos().to(dtype), emb.sin().to(dtype))
   }

@@ -51,14 +51,15 @@ public final class ChoiceMethod: MethodDefinition {
       chosenRows.append(Int64(offset + e.choice))
       offset += e.candidates.count
     }
-    let scores = a.sequenceLogProbs.indexSelect(dim: 0, index: Tensor(index)).reshaped([batch.count, k])
-    let r = ChoiceLoss.compute(scores: scores, chosen: Tensor(batch.map { Int64($0.choice) }),
-                               validMask: Tensor(valid, shape: [batch.count, k]))
+    let device = a.mask.device
+    let scores = a.sequenceLogProbs.indexSelect(dim: 0, index: Tensor(index).to(device)).reshaped([batch.count, k])
+    let r = ChoiceLoss.compute(scores: scores, chosen: Tensor(batch.map { Int64($0.choice) }).to(device),
+                               validMask: Tensor(valid, shape: [batch.count, k]).to(device))
     var loss = r.loss
     var metrics = r.tensorMetrics
     if mu > 0 {
       // The chosen candidates' rows of the same forward pass.
-      let rows = Tensor(chosenRows)
+      let rows = Tensor(chosenRows).to(device)
       let tokens = TokenScores(logProbs: a.tokens.logProbs.indexSelect(dim: 0, index: rows),
                                logSumExp: a.tokens.logSumExp.indexSelect(dim: 0, index: rows))
       let s = TokenLoss.crossEntropy(tokens, mask: a.mask.indexSelect(dim: 0, index: rows))

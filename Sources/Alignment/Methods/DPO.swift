@@ -75,8 +75,8 @@ public final class DPOMethod: MethodDefinition {
     let lp = a.sequenceLogProbs
     let r = DPOLoss.compute(policyChosen: lp.narrow(dim: 0, start: 0, length: n),
                             policyRejected: lp.narrow(dim: 0, start: n, length: n),
-                            referenceChosen: Tensor(batch.map { Float($0.referenceChosen) }),
-                            referenceRejected: Tensor(batch.map { Float($0.referenceRejected) }), beta: beta)
+                            referenceChosen: Tensor(batch.map { Float($0.referenceChosen) }).to(lp.device),
+                            referenceRejected: Tensor(batch.map { Float($0.referenceRejected) }).to(lp.device), beta: beta)
     return MicroBatchLoss(loss: r.loss, metrics: r.tensorMetrics, tokens: a.batch.tokenCount)
   }
 

@@ -37,7 +37,7 @@ public enum IFT {
     var rows: [Double] = []
     rows.reserveCapacity(t * t)
     for i in 0..<t { for k in 0..<t { rows.append(k < i ? 0 : (k == i ? 1 : Foundation.pow(gamma, Double(k - i)))) } }
-    let d = Tensor(rows, shape: [t, t]).to(l.dtype)
+    let d = Tensor(rows, shape: [t, t]).to(l.dtype, l.device)
     let future = (l * m).matmul(d.transposed(0, 1))  // [B,T]: c_t
     let mass = m.matmul(d.transposed(0, 1))          // the same for unit losses
     let loss = (future * m).sum() / (mass * m).sum().clamp(min: 1e-12)

@@ -8,7 +8,7 @@ public enum IQLearnLoss {
   /// V(s_{t+1}) aligned at t: the next position's soft value where it is a response token, else 0.
   static func nextValues(_ lse: Tensor, mask: Tensor) -> Tensor {
     let t = lse.size(1)
-    let zeros = Tensor.zeros([lse.size(0), 1], dtype: lse.dtype)
+    let zeros = Tensor.zeros([lse.size(0), 1], dtype: lse.dtype, device: lse.device)
     guard t > 1 else { return zeros }
     let shifted = lse.narrow(dim: 1, start: 1, length: t - 1) * mask.narrow(dim: 1, start: 1, length: t - 1)
     return Tensor.cat([shifted, zeros], dim: 1)

@@ -48,7 +48,7 @@ public enum PPO {
   public static func klPenalizedRewards(score: Tensor, policyLogProbs: Tensor, referenceLogProbs: Tensor, mask: Tensor,
                                         klCoef: Double) -> (rewards: Tensor, kl: Tensor) {
     let kl = (wide(policyLogProbs) - wide(referenceLogProbs)) * mask
-    let positions = Tensor.arange(0, Double(mask.size(1)), dtype: mask.dtype).unsqueezed(dim: 0)
+    let positions = Tensor.arange(0, Double(mask.size(1)), dtype: mask.dtype, device: mask.device).unsqueezed(dim: 0)
     let last = (mask * (positions + 1)).argmax(dim: 1, keepDim: true)  // index of the last response token
     let rewards = (-kl * klCoef).scatterAdd(dim: 1, index: last, source: wide(score).to(kl.dtype).unsqueezed(dim: 1))
     return (rewards * mask, kl.sum(dim: 1))
@@ -60,8 +60,8 @@ public enum PPO {
   {
     let t = rewards.size(1)
     let r = wide(rewards), v = wide(values).detached(), m = mask.to(r.dtype)
-    var next = Tensor.zeros([r.size(0)], dtype: r.dtype)
-    var nextValue = Tensor.zeros([r.size(0)], dtype: r.dtype)
+    var next = Tensor.zeros([r.size(0)], dtype: r.dtype, device: r.device)
+    var nextValue = Tensor.zeros([r.size(0)], dtype: r.dtype, device: r.device)
     var columns: [Tensor] = Array(repeating: next, count: t)
     for i in stride(from: t - 1, through: 0, by: -1) {
       let mi = m.select(dim: 1, index: i)
@@ -271,8 +271,8 @@ public final class PPOMethod: MethodDefinition, OnlineMethod {
       let mask = a.mask
       let oldLP = a.scored.tokenLogProbs
       let v = values(a)
-      var s = Tensor(scores.map { Float($0) })
-      if options.whitenRewards && scores.count > 1 { s = PPO.whiten(s, mask: Tensor.ones([scores.count])) }
+      var s = Tensor(scores.map { Float($0) }).to(mask.device)
+      if options.whitenRewards && scores.count > 1 { s = PPO.whiten(s, mask: Tensor.ones([scores.count], device: mask.device)) }
       let (rewards, kl) = PPO.klPenalizedRewards(score: s, policyLogProbs: oldLP, referenceLogProbs: ref.scored.tokenLogProbs,
                                                  mask: mask, klCoef: options.klCoef)
       let (adv, ret) = PPO.gae(rewards: rewards, values: v, mask: mask, gamma: options.gamma, lambda: options.lambda)
