@@ -17,6 +17,24 @@ func loadTokenizer(_ path: String) throws -> any TextTokenizer {
   return try BPETokenizer(directory: directory)
 }
 
+/// `--device`: where the model runs, as PyTorch spells it.
+extension Device: ExpressibleByArgument {
+  public init?(argument: String) { self.init(argument) }
+  public var defaultValueDescription: String { description }
+}
+
+/// A clear error for a CUDA device this binary or machine does not have.
+func checkAvailable(_ device: Device) throws {
+  guard case .cuda(let i) = device else { return }
+  guard Torch.cudaAvailable else {
+    throw UserError("--device \(device): this libtorch (\(Torch.version)) sees no CUDA device; "
+      + "build against a CUDA libtorch (LIBTORCH=…, scripts/device-check) and run where a GPU is visible")
+  }
+  guard i < Torch.cudaDeviceCount else {
+    throw UserError("--device \(device): only \(Torch.cudaDeviceCount) CUDA device(s) are visible")
+  }
+}
+
 /// A `--model` value naming a GGUF file rather than a checkpoint directory.
 func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
 
@@ -28,12 +46,14 @@ struct LoadedModel {
   let model: any CausalLM
   let tokenizer: any TextTokenizer
 
-  init(_ path: String) throws {
+  init(_ path: String, device: Device = .cpu) throws {
+    try checkAvailable(device)
     directory = URL(fileURLWithPath: path)
     if isGGUF(path) {
       let gguf = try GGUFCheckpoint(url: URL(fileURLWithPath: path))
       tokenizer = try gguf.tokenizer()
       model = try gguf.loadModel()
+      model.move(to: device)
       // Commands that save a derived model copy the tokenizer files from `directory`.
       let companions = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-gguf-\(getpid())")
       try gguf.writeTokenizerFiles(to: companions)
@@ -42,6 +62,7 @@ struct LoadedModel {
     }
     tokenizer = try loadTokenizer(path)
     model = try Checkpoint.loadModel(from: directory)
+    model.move(to: device)
   }
 
   /// Ids of `text` as the tokenizer specifies (post-processor included), checked against the context.

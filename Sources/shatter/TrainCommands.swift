@@ -29,6 +29,7 @@ struct ModelSourceOptions: ParsableArguments {
   @Option(help: "Attention heads of a fresh model.") var heads = 4
   @Option(help: "Key/value heads of a fresh Llama/Qwen2 model (default: --heads).") var kvHeads: Int?
   @Option(help: "Context length of a fresh model.") var maxPositions = 256
+  @Option(help: "Where the model trains: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
 
   mutating func validate() throws {
     guard (model == nil) != (initFamily == nil) else {
@@ -39,9 +40,10 @@ struct ModelSourceOptions: ParsableArguments {
   /// The model, its tokenizer, and the directory whose tokenizer files the output should carry.
   func load(seed: UInt64) throws -> (any CausalLM, any TextTokenizer, URL) {
     if let model {
-      let loaded = try LoadedModel(model)
+      let loaded = try LoadedModel(model, device: device)
       return (loaded.model, loaded.tokenizer, loaded.directory)
     }
+    try checkAvailable(device)
     var tokDir: URL
     if let tokenizer {
       tokDir = URL(fileURLWithPath: tokenizer)
@@ -55,7 +57,9 @@ struct ModelSourceOptions: ParsableArguments {
                              heads: heads, kvHeads: kvHeads, maxPositions: maxPositions, bosTokenId: tok.bosTokenId,
                              eosTokenIds: eos)
     try config.validate(source: "model flags")
-    return (Checkpoint.makeModel(config, generator: Generator(seed: seed)), tok, tokDir)
+    let fresh = Checkpoint.makeModel(config, generator: Generator(seed: seed))
+    fresh.move(to: device)
+    return (fresh, tok, tokDir)
   }
 }
 

@@ -239,6 +239,7 @@ public final class PPOMethod: MethodDefinition, OnlineMethod {
       head.weight.zero_()
       head.bias?.zero_()
     }
+    head.move(to: policy.device)
     valueHead = head
   }
 

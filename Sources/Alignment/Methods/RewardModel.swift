@@ -28,6 +28,7 @@ public final class RewardModel: Module {
     self.lm = lm
     score = Linear(lm.config.hiddenSize, 1, bias: false, generator: generator)
     withoutGradients { score.weight.mul_(0.1) }
+    score.move(to: lm.device)
   }
 
   /// Scalar rewards [N] of prompt+completion sequences.
