@@ -12,6 +12,14 @@ let torchLibDir = libtorch.map { "\($0)/lib" } ?? "/usr/lib/x86_64-linux-gnu"
 // links here against a copy of the GPU machine's libtorch and points this at that machine's torch/lib.
 let torchRunPaths = (Context.environment["LIBTORCH_RPATH"] ?? torchLibDir).split(separator: ":").map(String.init)
 
+// c10d's Gloo backend is compiled in where its headers are (Debian's libgloo-dev, matching Debian's
+// libtorch; PyTorch's wheels ship none); NCCL where NCCL_INCLUDE names the folder holding nccl.h (the
+// nvidia-nccl wheel's include/, beside a CUDA libtorch).
+let glooHeaders = libtorch.map { "\($0)/include/gloo/config.h" } ?? "/usr/include/gloo/config.h"
+let ncclInclude = Context.environment["NCCL_INCLUDE"]
+let distributedFlags = (FileManager.default.fileExists(atPath: glooHeaders) ? ["-DUSE_C10D_GLOO"] : [])
+  + (ncclInclude.map { ["-DUSE_C10D_NCCL", "-I\($0)"] } ?? [])
+
 let package = Package(
   name: "Shatter",
   platforms: [.macOS(.v14)],
@@ -35,7 +43,7 @@ let package = Package(
     .target(
       name: "CTorch",
       cxxSettings: [
-        .unsafeFlags(torchIncludes + ["-Wno-deprecated-declarations", "-Wno-unused-parameter"]),
+        .unsafeFlags(torchIncludes + distributedFlags + ["-Wno-deprecated-declarations", "-Wno-unused-parameter"]),
       ],
       linkerSettings: [
         .unsafeFlags(["-L\(torchLibDir)"] + torchRunPaths.flatMap { ["-Xlinker", "-rpath", "-Xlinker", $0] }),

@@ -22,9 +22,8 @@
 #include <tuple>
 #include <vector>
 
-struct ct_tensor_s {
-  at::Tensor t;
-};
+#include "ctorch_internal.hpp"
+
 struct ct_generator_s {
   at::Generator g;
 };
@@ -349,6 +348,8 @@ at::Tensor reduce(int op, const at::Tensor &a, at::IntArrayRef d, bool keepdim) 
 }
 
 } // namespace
+
+void ct_internal_set_error(const char *msg) { set_error(msg); }
 
 #define CT_GUARD(on_error, ...)                                                                     \
   try {                                                                                            \

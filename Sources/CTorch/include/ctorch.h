@@ -184,3 +184,5 @@ void ct_manual_seed(uint64_t seed);
 }
 #endif
 #endif
+
+#include "ctorch_distributed.h"
