@@ -166,6 +166,10 @@ public final class Trainer<Method: TrainingMethod> {
   var cursor = 0
   var step = 0
   var history: [Double] = []
+  /// Data parallel (`distribute(over:)`): this process's group; nil for a single process.
+  public internal(set) var group: ProcessGroup?
+  /// Whether this process writes checkpoints and metrics (rank 0, or the only process).
+  public var isLeader: Bool { (group?.rank ?? 0) == 0 }
 
   init(model: any CausalLM, method: Method, sourceCount: Int, drawn: Int, passes: Int, updateSize: Int?,
        options: TrainerOptions, outputDirectory: URL?,
@@ -247,23 +251,26 @@ public final class Trainer<Method: TrainingMethod> {
   }
 
   /// One optimizer step on `examples`, in micro-batches of `batchSize`; returns its metrics (read in one sync).
+  ///
+  /// Data parallel: each rank runs its shard of every micro-batch, each shard's loss weighted by its share of
+  /// the whole window's weight, so the gradients summed over the ranks are exactly the single-process ones.
   func optimizerStep(_ examples: [Method.Example], step: Int, tokens: inout Int) throws -> [String: Double] {
     optimizer.zeroGrad()
-    let micro = stride(from: 0, to: examples.count, by: options.batchSize).map {
-      Array(examples[$0..<Swift.min($0 + options.batchSize, examples.count)])
-    }
-    let weights = micro.map { $0.reduce(0) { $0 + method.weight(of: $1) } }
-    let windowWeight = Swift.max(weights.reduce(0, +), 1e-12)
+    let (micro, windowWeight) = try microBatches(examples)
     var sums: [String: Tensor] = [:]
-    for (batch, w) in zip(micro, weights) {
+    var stepTokens = 0
+    for batch in micro where !batch.isEmpty {
+      let w = batch.reduce(0) { $0 + method.weight(of: $1) }
       let r = method.loss(batch, model: model, step: step)
       let share = w / windowWeight
       let scaled = r.loss * share
       scaled.backward()
       Self.accumulate(&sums, ["loss": scaled], weight: 1)
       Self.accumulate(&sums, r.metrics, weight: share)
-      tokens += r.tokens
+      stepTokens += r.tokens
     }
+    if let group { stepTokens = try reduceAcrossRanks(group, sums: &sums, tokens: stepTokens) }
+    tokens += stepTokens
     sums["grad_norm"] = optimizer.clipGradientNorm(maxNorm: options.clipNorm)
     let values = readScalars(sums)
     for key in ["loss", "grad_norm"] where !(values[key] ?? .nan).isFinite {
@@ -275,7 +282,10 @@ public final class Trainer<Method: TrainingMethod> {
 
   public func train(progress: (StepLog) -> Void = { _ in }) throws -> TrainingSummary {
     let schedule = options.schedule.schedule(warmup: options.warmup, total: options.steps)
-    let metricsLog = try outputDirectory.map { try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncateAfter: step) }
+    let metricsLog = try (isLeader ? outputDirectory : nil).map {
+      try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncateAfter: step)
+    }
+    if let group { try broadcastParameters(group) }
     var tokens = 0
     var metricHistory = metricsLog?.kept ?? []
     let start = Date()
@@ -284,7 +294,7 @@ public final class Trainer<Method: TrainingMethod> {
     while step < options.steps {
       let current = step + 1
       optimizer.learningRate = schedule.learningRate(at: current - 1, peak: options.learningRate)
-      let rollout = collect(draw(drawn), current)
+      let rollout = try collectShard(draw(drawn), step: current)
       model.setTraining(true)
       let examples = rollout.examples
       var sums: [String: Double] = [:]
@@ -292,7 +302,7 @@ public final class Trainer<Method: TrainingMethod> {
       for _ in 0..<passes {
         let sequence = updateSize == nil ? Array(examples.indices)
           : Tensor.randperm(examples.count, generator: generator).toArray(Int.self)
-        let size = updateSize ?? Swift.max(1, examples.count)
+        let size = updateSize.map { Swift.max(1, $0 / (group?.worldSize ?? 1)) } ?? Swift.max(1, examples.count)
         for s in stride(from: 0, to: sequence.count, by: size) {
           let window = sequence[s..<Swift.min(s + size, sequence.count)].map { examples[$0] }
           for (k, v) in try optimizerStep(window, step: current, tokens: &tokens) { sums[k, default: 0] += v }
@@ -315,7 +325,7 @@ public final class Trainer<Method: TrainingMethod> {
                         elapsed: elapsed, metrics: metrics)
       log.firstStep = firstStep
       progress(log)
-      if let dir = outputDirectory, options.saveEvery > 0, step % options.saveEvery == 0, step < options.steps {
+      if let dir = outputDirectory, isLeader, options.saveEvery > 0, step % options.saveEvery == 0, step < options.steps {
         try saveCheckpoint(in: dir)
       }
     }

@@ -68,7 +68,7 @@ extension CausalLM {
     let (logits, hidden) = forward(
       embeddings: inputEmbeddings ?? Tensor.embedding(batch.tokens, weight: embeddingWeight), positions: batch.positions,
       attentionBias: bias, cache: nil)
-    let wide = logits.to(.float32)
+    let wide = logits.dtype == .float64 ? logits : logits.to(.float32)  // float32 or wider
     let lse = wide.logSumExp(dim: -1)
     let targets = batch.tokens.narrow(dim: 1, start: 1, length: t - 1)
     let picked = wide.narrow(dim: 1, start: 0, length: t - 1).gather(dim: 2, index: targets.unsqueezed(dim: -1)).squeezed(dim: -1)

@@ -277,7 +277,7 @@ public final class AdamW: Optimizer {
   }
 
   /// The gradient buffers to clip: the flat ones when every group has them, else each parameter's.
-  var gradientBuffers: [Tensor] {
+  public var gradientBuffers: [Tensor] {
     guard layout != nil || flat.allSatisfy({ $0 != nil }) else { return groups.flatMap { $0.parameters.compactMap(\.tensor.grad) } }
     return layout.map { [$0.whole.grads] } ?? flat.map { $0!.grads }
   }

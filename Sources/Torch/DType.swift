@@ -31,6 +31,15 @@ public enum DType: Int32, Sendable, CaseIterable, CustomStringConvertible {
     }
   }
 
+  /// A dtype by its PyTorch name (`float32`, `bfloat16`, …; `float`, `double`, `half`, `bf16` too).
+  public init?(name: String) {
+    let aliases: [String: DType] = ["float": .float32, "double": .float64, "half": .float16, "bf16": .bfloat16,
+                                    "fp32": .float32, "fp64": .float64, "fp16": .float16]
+    guard let d = aliases[name.lowercased()] ?? DType.allCases.first(where: { $0.description == name.lowercased() })
+    else { return nil }
+    self = d
+  }
+
   /// The dtype's name in safetensors headers.
   public var safetensorsName: String {
     switch self {

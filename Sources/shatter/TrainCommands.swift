@@ -6,6 +6,9 @@ import NN
 import Torch
 
 extension ScheduleKind: ExpressibleByArgument {}
+extension DType: ExpressibleByArgument {
+  public init?(argument: String) { self.init(name: argument) }
+}
 extension ModelFamily: ExpressibleByArgument {}
 
 /// `shatter train NAME` for every method in `MethodRegistry.all`, each generated from its declaration.
@@ -30,6 +33,8 @@ struct ModelSourceOptions: ParsableArguments {
   @Option(help: "Key/value heads of a fresh Llama/Qwen2 model (default: --heads).") var kvHeads: Int?
   @Option(help: "Context length of a fresh model.") var maxPositions = 256
   @Option(help: "Where the model trains: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
+  @Option(help: "Cast the model's floating-point weights to float32, float64, bfloat16 or float16 (default: as loaded).")
+  var dtype: DType?
 
   mutating func validate() throws {
     guard (model == nil) != (initFamily == nil) else {
@@ -41,6 +46,7 @@ struct ModelSourceOptions: ParsableArguments {
   func load(seed: UInt64) throws -> (any CausalLM, any TextTokenizer, URL) {
     if let model {
       let loaded = try LoadedModel(model, device: device)
+      if let dtype { loaded.model.move(to: device, dtype: dtype) }
       return (loaded.model, loaded.tokenizer, loaded.directory)
     }
     try checkAvailable(device)
@@ -58,7 +64,7 @@ struct ModelSourceOptions: ParsableArguments {
                              eosTokenIds: eos)
     try config.validate(source: "model flags")
     let fresh = Checkpoint.makeModel(config, generator: Generator(seed: seed))
-    fresh.move(to: device)
+    fresh.move(to: device, dtype: dtype)
     return (fresh, tok, tokDir)
   }
 }
@@ -91,10 +97,12 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
   var resume = false
   @Option(help: "A YAML file of option values (e.g. `lr: 3e-4`); flags on the command line override it.")
   var config: String?
+  @Option(help: "Data parallel (WORLD_SIZE > 1, as torchrun or `shatter launch` sets it): seconds to wait for the other ranks at start and at each collective before stopping with an error.")
+  var distTimeout = 300.0
 
   func validate() throws {
     guard (batchSize ?? 1) > 0, (gradAccum ?? 1) > 0, seqLen > 1, epochs > 0, (lr ?? 1) > 0, warmup >= 0, clip >= 0,
-      saveEvery >= 0, evalEvery >= 0
+      saveEvery >= 0, evalEvery >= 0, distTimeout > 0
     else {
       throw ValidationError("batch size, accumulation, epochs and learning rate must be positive; seq-len > 1; counts ≥ 0")
     }
@@ -185,7 +193,13 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
     let trainer = try method.trainer(data: dataURL, evalData: evalURL, setup: setup, options: optimization.trainerOptions, out: outURL)
     let options = trainer.options
     try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-    let progress = ProgressLine(total: options.steps, metrics: M.progressMetrics)
+    // Data parallel when a launcher (torchrun's variables) says so; only rank 0 prints and writes.
+    if let env = try DistributedEnvironment.current(), env.worldSize > 1 {
+      let backend = source.device == .cpu ? "gloo" : "nccl"
+      let group = try ProcessGroup(env, backend: backend, timeout: optimization.distTimeout)
+      do { try trainer.distribute(over: group) } catch let e as DataParallelError { throw UserError(e.message) }
+    }
+    let progress = ProgressLine(total: options.steps, metrics: M.progressMetrics, silent: !trainer.isLeader)
     if optimization.resume {
       if let step = try trainer.resume(from: outURL) {
         progress.note("\(method.name): resuming from step \(step) of \(options.steps)")
@@ -194,9 +208,11 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
       }
     }
     progress.note("\(method.name): \(trainer.sourceCount) \(trainer.online ? "prompts" : "examples"), "
-      + "\(model.parameterCount) parameters, \(options.steps) steps")
+      + "\(model.parameterCount) parameters, \(options.steps) steps"
+      + (trainer.group.map { ", data parallel over \($0.worldSize) ranks (\($0.backend))" } ?? ""))
     let summary = try trainer.train { progress.update($0) }
     progress.finish()
+    guard trainer.isLeader else { return }
     try method.save(to: outURL, setup: setup)
     report(summary, method: M.self, out: data.out, json: data.json)
   }
@@ -228,14 +244,19 @@ final class ProgressLine {
   let metrics: [String]
   let interactive = isatty(STDERR_FILENO) != 0
 
-  init(total: Int, metrics: [String] = []) {
+  /// Ranks other than 0 of a data-parallel run print nothing.
+  let silent: Bool
+
+  init(total: Int, metrics: [String] = [], silent: Bool = false) {
     self.total = total
     self.metrics = metrics
+    self.silent = silent
   }
 
-  func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+  func note(_ s: String) { if !silent { FileHandle.standardError.write(Data((s + "\n").utf8)) } }
 
   func update(_ log: StepLog) {
+    if silent { return }
     var line = String(format: "step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  eta %@", log.step, log.totalSteps,
                       log.loss, log.learningRate, log.gradNorm, log.tokensPerSecond, Self.clock(log.eta) as NSString)
     for m in metrics { line += String(format: "  %@ %.4f", m, log.metrics[m] ?? .nan) }
@@ -246,7 +267,7 @@ final class ProgressLine {
     }
   }
 
-  func finish() { if interactive { FileHandle.standardError.write(Data("\n".utf8)) } }
+  func finish() { if interactive && !silent { FileHandle.standardError.write(Data("\n".utf8)) } }
 
   static func clock(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
