@@ -66,6 +66,7 @@ def main():
         print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {hf:9.0f} {hr:6.2f}x {sm:6.0f} / {pm:.0f} / {hm:.0f}")
 
     real_model_generation()
+    data_parallel_step_time()
 
     g = run([SHATTER, "bench", "generate", "--threads", THREADS])
     print("\nGreedy generation, GPT-2 L=4 D=256, batch 4, 32-token prompts, 96 new tokens:")
@@ -99,6 +100,24 @@ def real_model_generation():
     for label, rs in [("shatter", s_runs), ("HF generate", h_runs)]:
         print(f"{label:22} {med(rs, 'tokens_per_second'):9.1f} {med(rs, 'ttft_ms'):9.1f} {max(r['peak_rss_mib'] for r in rs):13.0f}")
     print(f"ratio shatter / HF: {ratio:.2f}x (target >= 1.5x); identical greedy tokens: {same}")
+
+
+def data_parallel_step_time():
+    """`shatter train sft` on one process against `shatter launch --nproc 2` with the same global batch (Gloo on
+    loopback). On a two-core machine the ranks share the cores, so this measures the overhead of the split
+    (all-reduce, duplicated per-step work), not a speed-up."""
+    data = os.path.join(ROOT, "examples/addition.jsonl")
+    common = ["train", "sft", "--init", "gpt2", "--layers", "4", "--d-model", "256", "--heads", "4",
+              "--max-positions", "64", "--data", data, "--steps", "20", "--batch-size", "32", "--json"]
+    one, two = [], []
+    for i in range(REPEATS):
+        one.append(run([SHATTER, *common, "--out", f"/tmp/shatter-bench-dp1-{i}"]))
+        two.append(run([SHATTER, "launch", "--nproc", "2", "--master-port", str(29700 + i), "--", *common,
+                        "--out", f"/tmp/shatter-bench-dp2-{i}"]))
+    med = lambda rs: statistics.median(r["tokens_per_second"] for r in rs)
+    print("\nData parallel, SFT GPT-2 L=4 D=256, global batch 32, 20 steps (tokens/s inside the loop):")
+    print(f"  1 process {med(one):8.0f}   2 ranks (Gloo, loopback) {med(two):8.0f}   ratio {med(two) / med(one):.2f}x")
+    print(f"  ({os.cpu_count()} cores here: two ranks share them, so this is the cost of the split, not a speed-up)")
 
 
 if __name__ == "__main__":
