@@ -76,7 +76,13 @@ struct RankSupervisor {
       let p = Process()
       p.executableURL = executable
       p.arguments = arguments
-      p.environment = ProcessInfo.processInfo.environment.merging(env.variables) { $1 }
+      var environment = ProcessInfo.processInfo.environment.merging(env.variables) { $1 }
+      // As torchrun does, keep the ranks from oversubscribing the cores: each gets its share of them for
+      // libtorch's and OpenBLAS's threads, unless the user chose.
+      if environment["OMP_NUM_THREADS"] == nil {
+        environment["OMP_NUM_THREADS"] = "\(Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / ranks.count))"
+      }
+      p.environment = environment
       p.terminationHandler = { _ in exits.signal() }
       try p.run()
       processes.append(p)
