@@ -1,25 +1,39 @@
 """Runs every Shatter workload beside its PyTorch-from-Python peer on the same libtorch, alternating the two
-several times, and prints the medians and the median of the per-pair ratios. Invoked by `make bench`."""
+several times, and prints the medians and the median of the per-pair ratios. Invoked by `make bench`.
+
+Two comparisons: the same-kernel tables run both sides on Debian's libtorch 1.13 under the same OpenBLAS kernel
+(OPENBLAS_CORETYPE, Shatter's pick) and the same thread counts (the fair ratio); the out-of-the-box table runs
+Shatter and the PyTorch a user would install today (the 2.13 CPU wheel from PyPI, MKL, in .venv-torch) each
+with no variables or flags at all (what a user gets)."""
 import json, os, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHATTER = os.path.join(ROOT, ".build/release/shatter")
 PYTHON = "/usr/bin/python3"  # Debian's, where python3-torch lives
 HF_PYTHON = os.path.join(ROOT, ".venv-bench/bin/python")  # the same torch plus transformers (scripts/bootstrap --bench)
+WHEEL_PYTHON = os.path.join(ROOT, ".venv-torch/bin/python")  # PyPI's torch 2.13.0+cpu (scripts/bootstrap --bench)
 REPEATS = int(os.environ.get("REPEATS", "3"))
-THREADS = os.environ.get("THREADS", "0")  # 0: libtorch's default in both
+THREADS = os.environ.get("THREADS", "0")  # 0: Shatter's default, given to both
+
+# What the user's shell may set that changes either side's kernel or threads; removed for out-of-the-box runs.
+TUNING = ["OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS",
+          "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SHATTER_OPENBLAS_CORRECTED_FROM"]
+OUT_OF_THE_BOX = {k: v for k, v in os.environ.items() if k not in TUNING}
+SAME = dict(os.environ)  # main adds Shatter's kernel and OpenBLAS pool where the shell set none: one for both sides
 
 
-def run(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+def run(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env or SAME).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def pair(shatter_args, peer_script, peer_args, metric, python=PYTHON):
+def pair(shatter_args, peer_script, peer_args, metric, python=PYTHON, env=None, threads=True):
+    """REPEATS alternating runs; with threads=False neither side is given --threads (each keeps its default)."""
+    flags = ["--threads", THREADS] if threads else []
     s_runs, p_runs, ratios = [], [], []
     for _ in range(REPEATS):
-        s = run([SHATTER, "bench", *shatter_args, "--threads", THREADS])
-        p = run([python, os.path.join("bench", peer_script), *peer_args, "--threads", THREADS])
+        s = run([SHATTER, "bench", *shatter_args, *flags], env)
+        p = run([python, os.path.join("bench", peer_script), *peer_args, *flags], env)
         s_runs.append(s)
         p_runs.append(p)
         ratios.append(s[metric] / p[metric])
@@ -28,11 +42,20 @@ def pair(shatter_args, peer_script, peer_args, metric, python=PYTHON):
 
 
 def main():
-    threads = run([SHATTER, "version", "--json"])["threads"] if THREADS == "0" else int(THREADS)
+    global THREADS
+    facts = run([SHATTER, "version", "--json"], OUT_OF_THE_BOX)  # what Shatter picks by itself
+    blas = facts.get("blas", {})
+    if THREADS == "0":
+        THREADS = str(facts["threads"])
+    same = []
+    if blas.get("kernel"):
+        SAME.setdefault("OPENBLAS_CORETYPE", blas["kernel"])
+        SAME.setdefault("OPENBLAS_NUM_THREADS", str(blas["threads"]))
+        same = [f"OPENBLAS_CORETYPE={SAME['OPENBLAS_CORETYPE']}, OPENBLAS_NUM_THREADS={SAME['OPENBLAS_NUM_THREADS']}"]
     torch_version = subprocess.run([PYTHON, "-c", "import torch; print(torch.__version__)"], check=True,
-                                   capture_output=True, text=True).stdout.strip()
-    print(f"Shatter vs PyTorch {torch_version} from Python, same libtorch, {threads} intra-op thread(s); "
-          f"median of {REPEATS} alternating runs")
+                                   capture_output=True, text=True, env=SAME).stdout.strip()
+    print(f"Same kernel: Shatter vs PyTorch {torch_version} from Python on the same libtorch (Debian's), "
+          + ", ".join(same + [f"{THREADS} intra-op thread(s)"]) + f" for both; median of {REPEATS} alternating runs")
     print()
     print(f"{'MLP training step (steps/s)':46} {'shatter':>9} {'pytorch':>9} {'ratio':>7}")
     mlps = [
@@ -54,6 +77,7 @@ def main():
         ("L=2 D=64 H=4 V=512 T=64 B=4",
          ["--layers", "2", "--d-model", "64", "--heads", "4", "--vocab", "512", "--seq", "64", "--batch", "4", "--steps", "300"]),
     ]
+    gpt2_rows = []
     for label, args in gpts:
         s, p, r, sr, pr = pair(["train", "--arch", "gpt2", *args], "gpt2_step.py", args, "tokens_per_second")
         sm = max(x["peak_rss_mib"] for x in sr)
@@ -65,6 +89,7 @@ def main():
             hm = max(x["peak_rss_mib"] for x in hrs)
         print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {hf:9.0f} {hr:6.2f}x {sm:6.0f} / {pm:.0f} / {hm:.0f}")
 
+    out_of_the_box(gpts, facts)
     real_model_generation()
     data_parallel_step_time()
 
@@ -72,6 +97,40 @@ def main():
     print("\nGreedy generation, GPT-2 L=4 D=256, batch 4, 32-token prompts, 96 new tokens:")
     print(f"  KV cache {g['cached_tokens_per_second']:.0f} tokens/s, no cache {g['uncached_tokens_per_second']:.0f} tokens/s "
           f"({g['speedup']:.1f}x); identical outputs: {g['identical_outputs']}")
+
+
+# The targets of issue 13: Shatter as installed against PyPI's current CPU wheel as installed.
+WHEEL_TARGETS = {"L=4 D=256 H=4 V=2048 T=128 B=8": 1.5, "L=2 D=64 H=4 V=512 T=64 B=4": 1.2}
+
+
+def out_of_the_box(gpts, facts):
+    """Each side with no variable and no flag that changes its kernel or threads: Shatter's own choices (its
+    kernel check and thread defaults) against what `pip install torch` gives on this machine."""
+    if not os.path.exists(WHEEL_PYTHON):
+        print("\nOut of the box vs the PyTorch CPU wheel: skipped, .venv-torch is missing (scripts/bootstrap --bench)")
+        return
+    wheel = subprocess.run([WHEEL_PYTHON, "-c", "import torch; print(torch.__version__, torch.get_num_threads(), "
+                            "torch.backends.mkl.is_available())"], check=True, capture_output=True, text=True,
+                           env=OUT_OF_THE_BOX).stdout.split()
+    repeats = max(REPEATS, 5)
+    blas = facts.get("blas", {})
+    shatter_blas = (f"{blas.get('library')} kernel {blas['kernel']} ({blas.get('kernel_choice')}), "
+                    f"{blas.get('threads')} OpenBLAS thread(s)") if blas.get("kernel") else blas.get("library")
+    print(f"\nOut of the box: Shatter (Debian's libtorch; {shatter_blas}, {facts['threads']} intra-op thread(s)) vs "
+          f"PyTorch {wheel[0]} from PyPI ({'MKL' if wheel[2] == 'True' else 'no MKL'}, {wheel[1]} thread(s)), "
+          f"no variables or --threads on either side; median of {repeats} alternating runs")
+    print(f"{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'wheel':>9} {'ratio':>7} {'target':>8}")
+    global REPEATS
+    saved, REPEATS = REPEATS, repeats
+    try:
+        for label, args in gpts:
+            s, p, r, _, _ = pair(["train", "--arch", "gpt2", *args], "gpt2_step.py", args, "tokens_per_second",
+                                 python=WHEEL_PYTHON, env=OUT_OF_THE_BOX, threads=False)
+            target = WHEEL_TARGETS.get(label)
+            verdict = "" if target is None else f">= {target}x {'met' if r >= target else 'NOT met'}"
+            print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {verdict}")
+    finally:
+        REPEATS = saved
 
 
 MODEL = os.path.join(ROOT, "models/smollm2-135m-instruct")
@@ -94,7 +153,7 @@ def real_model_generation():
     med = lambda rs, k: statistics.median(r[k] for r in rs)
     ratio = statistics.median(s["tokens_per_second"] / h["tokens_per_second"] for s, h in zip(s_runs, h_runs))
     same = all(s["tokens"] == h["tokens"] for s, h in zip(s_runs, h_runs))
-    blas = os.environ.get("OPENBLAS_CORETYPE", "auto-detected")
+    blas = SAME.get("OPENBLAS_CORETYPE", "auto-detected")
     print(f"\nSmolLM2-135M-Instruct (f32), greedy, batch 1, 128 new tokens; OpenBLAS core type {blas}")
     print(f"{'':22} {'tokens/s':>9} {'TTFT ms':>9} {'peak RSS MiB':>13}")
     for label, rs in [("shatter", s_runs), ("HF generate", h_runs)]:

@@ -8,7 +8,8 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
     abstract: "Time training workloads; `make bench` runs these beside the same workloads in PyTorch.",
-    subcommands: [MLPBench.self, TrainBench.self, GenerateBench.self, ModelGenerateBench.self, DeviceBench.self]
+    subcommands: [MLPBench.self, TrainBench.self, GenerateBench.self, ModelGenerateBench.self, SgemmBench.self,
+                  DeviceBench.self]
   )
 }
 

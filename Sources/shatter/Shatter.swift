@@ -25,6 +25,7 @@ struct Shatter: ParsableCommand {
 extension Shatter {
   /// Expands `--config FILE` before parsing, so every command accepts a YAML file that flags override.
   static func main() {
+    BLAS.relaunchWithBestKernelIfNeeded()  // before any tensor work: OpenBLAS reads its kernel choice at load
     let args: [String]
     do {
       args = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))
@@ -38,14 +39,14 @@ extension Shatter {
 
 struct VersionCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "version", abstract: "Print Shatter's version, the libtorch version and its thread count.")
+    commandName: "version", abstract: "Print Shatter's version, the libtorch version, its threads and its BLAS.")
 
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func run() throws {
     let facts: [String: Any] = [
       "shatter": Shatter.version, "libtorch": Torch.version, "threads": Torch.threads,
-      "cuda_devices": Torch.cudaDeviceCount,
+      "cuda_devices": Torch.cudaDeviceCount, "blas": BLAS.info.facts,
     ]
     if json {
       printJSON(facts)
@@ -53,6 +54,7 @@ struct VersionCommand: ParsableCommand {
       print("shatter \(Shatter.version)")
       print("libtorch \(Torch.version) (\(Torch.threads) intra-op thread\(Torch.threads == 1 ? "" : "s"), "
         + "\(Torch.cudaDeviceCount) CUDA device\(Torch.cudaDeviceCount == 1 ? "" : "s"))")
+      print("BLAS \(BLAS.info.summary)")
     }
   }
 }

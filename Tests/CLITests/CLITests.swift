@@ -12,13 +12,14 @@ struct Run {
 
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-func shatter(_ args: [String]) throws -> Run {
+func shatter(_ args: [String], environment: [String: String]? = nil) throws -> Run {
   let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("shatter")
   let binary = FileManager.default.isExecutableFile(atPath: exe.path)
     ? exe : repoRoot.appendingPathComponent(".build/debug/shatter")
   let p = Process()
   p.executableURL = binary
   p.arguments = args
+  if let environment { p.environment = environment }
   let out = Pipe(), err = Pipe()
   p.standardOutput = out
   p.standardError = err

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctorch_blas.h" /* the BLAS under libtorch (blas.cpp) */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
