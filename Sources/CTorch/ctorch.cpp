@@ -716,3 +716,182 @@ void ct_manual_seed(uint64_t seed) {
 }
 
 } // extern "C"
+
+#include <dlfcn.h>
+
+// ---- decoding kernels: one new position per row, no autograd -----------------------------------------
+// Decoding a token streams every weight once, which evicts everything else from the caches, so each ATen
+// call of a decode step pays a cold dispatch (a few µs); a step of a 30-layer model made of ~70 small ops per
+// layer spent about as long in them as in its matrix-vector products. These do the small work of a step in a
+// few calls, with the same arithmetic as the op-by-op path (see the Swift callers' tests).
+namespace {
+
+// out = x·cos + rotate_half(x)·sin over d values (rotate_half(x) = [−x₂, x₁]), rounded as the ATen ops round.
+void rotate_half_into(const float *x, const float *cos, const float *sin, float *out, int64_t d) {
+  int64_t half = d / 2;
+  for (int64_t i = 0; i < d; i++) {
+    float rotated = i < half ? -x[i + half] : x[i - half];
+    float a = x[i] * cos[i];
+    float b = rotated * sin[i];
+    out[i] = a + b;
+  }
+}
+
+at::Tensor decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor *cos,
+                            const at::Tensor *sin, at::Tensor &key_cache, at::Tensor &value_cache, int64_t past,
+                            int64_t heads, const at::Tensor *bias) {
+  TORCH_CHECK(!c10::GradMode::is_enabled(), "decode attention: run without gradients");
+  TORCH_CHECK(q.dim() == 3 && q.size(1) == 1 && k.dim() == 3 && v.dim() == 3, "decode attention: q, k, v must be [B, 1, heads·d], got ",
+              q.sizes(), ", ", k.sizes(), ", ", v.sizes());
+  TORCH_CHECK(key_cache.dim() == 4 && key_cache.is_contiguous() && value_cache.is_contiguous() &&
+                  key_cache.sizes() == value_cache.sizes(),
+              "decode attention: caches must be contiguous [B, Hkv, C, d] of one shape");
+  int64_t b = q.size(0), hkv = key_cache.size(1), capacity = key_cache.size(2), d = key_cache.size(3);
+  TORCH_CHECK(heads > 0 && heads % hkv == 0 && q.size(2) == heads * d && k.size(2) == hkv * d && v.size(2) == hkv * d &&
+                  k.size(0) == b && v.size(0) == b && key_cache.size(0) == b,
+              "decode attention: q ", q.sizes(), ", k ", k.sizes(), " do not fit ", heads, " heads and caches ", key_cache.sizes());
+  TORCH_CHECK(past >= 0 && past < capacity, "decode attention: position ", past, " outside a cache of ", capacity);
+  for (const at::Tensor *t : {&q, &k, &v, const_cast<const at::Tensor *>(&key_cache), const_cast<const at::Tensor *>(&value_cache)})
+    TORCH_CHECK(t->scalar_type() == at::kFloat && t->device().is_cpu() && t->stride(-1) == 1,
+                "decode attention: float32 CPU tensors with a contiguous last dimension");
+  at::Tensor c, s;
+  if (cos != nullptr) {
+    c = cos->contiguous();
+    s = sin->contiguous();
+    TORCH_CHECK(c.scalar_type() == at::kFloat && c.numel() == b * d && s.sizes() == c.sizes(),
+                "decode attention: cos/sin must be float32 [B, 1, 1, d], got ", c.sizes());
+  }
+  int64_t rep = heads / hkv, positions = past + 1;
+  at::Tensor rq = at::empty({b * hkv, rep, d}, q.options()); // rotated queries, grouped by key/value head
+  float *rqp = rq.data_ptr<float>(), *kcp = key_cache.data_ptr<float>(), *vcp = value_cache.data_ptr<float>();
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  for (int64_t r = 0; r < b; r++) {
+    const float *qr = qp + r * q.stride(0), *kr = kp + r * k.stride(0), *vr = vp + r * v.stride(0);
+    const float *cr = c.defined() ? c.data_ptr<float>() + r * d : nullptr;
+    const float *sr = s.defined() ? s.data_ptr<float>() + r * d : nullptr;
+    for (int64_t h = 0; h < heads; h++) {
+      float *out = rqp + (r * heads + h) * d;
+      if (cr) rotate_half_into(qr + h * d, cr, sr, out, d);
+      else std::memcpy(out, qr + h * d, d * sizeof(float));
+    }
+    for (int64_t g = 0; g < hkv; g++) {
+      int64_t slot = ((r * hkv + g) * capacity + past) * d;
+      if (cr) rotate_half_into(kr + g * d, cr, sr, kcp + slot, d);
+      else std::memcpy(kcp + slot, kr + g * d, d * sizeof(float));
+      std::memcpy(vcp + slot, vr + g * d, d * sizeof(float));
+    }
+  }
+  // [B·Hkv, positions, d] views of the cache; the rep query heads of a group are the rows of one product.
+  at::Tensor keys = key_cache.narrow(2, 0, positions).view({b * hkv, positions, d});
+  at::Tensor values = value_cache.narrow(2, 0, positions).view({b * hkv, positions, d});
+  at::Tensor scores = at::bmm(rq, keys.transpose(1, 2)).mul_(1 / std::sqrt(static_cast<double>(d)));
+  if (bias != nullptr) {
+    TORCH_CHECK(bias->numel() == positions || bias->numel() == b * positions,
+                "decode attention: bias must be [B or 1, 1, 1, ", positions, "], got ", bias->sizes());
+    scores.view({b, hkv * rep, positions}).add_(bias->to(at::kFloat).reshape({-1, 1, positions}));
+  }
+  return at::bmm(at::_softmax(scores, -1, false), values).view({b, 1, heads * d});
+}
+
+// x / √(mean(x²) + eps) · w over the last dimension, float32, no autograd: the mean by ATen (so the sum is
+// ATen's), the rest in one pass.
+at::Tensor rms_norm_no_grad(const at::Tensor &x, const at::Tensor &w, double eps) {
+  at::Tensor xc = x.contiguous(), wc = w.contiguous();
+  int64_t d = xc.size(-1), rows = xc.numel() / std::max<int64_t>(d, 1);
+  TORCH_CHECK(wc.numel() == d, "rms norm: weight ", w.sizes(), " for rows of ", d);
+  at::Tensor ms = at::mean(at::square(xc), {-1}, true);
+  at::Tensor out = at::empty_like(xc);
+  const float *xp = xc.data_ptr<float>(), *wp = wc.data_ptr<float>(), *mp = ms.data_ptr<float>();
+  float *op = out.data_ptr<float>();
+  float e = static_cast<float>(eps);
+  for (int64_t r = 0; r < rows; r++) {
+    float scale = 1.0f / std::sqrt(mp[r] + e);
+    for (int64_t i = 0; i < d; i++) {
+      float normed = xp[r * d + i] * scale;
+      op[r * d + i] = wp[i] * normed;
+    }
+  }
+  return out;
+}
+
+// BLAS's single-precision matrix-vector product, the routine ATen's mv ends in; found in the process (libtorch
+// loaded it) so no link flag is needed, and absent (nullptr) where libtorch's BLAS does not export it.
+using sgemv_fn = void (*)(const char *, const int *, const int *, const float *, const float *, const int *,
+                          const float *, const int *, const float *, float *, const int *);
+sgemv_fn blas_sgemv() {
+  static const sgemv_fn f = reinterpret_cast<sgemv_fn>(dlsym(RTLD_DEFAULT, "sgemv_"));
+  return f;
+}
+
+// x·wᵀ + b (w [out, in]), or x·w + b when w_in_out (w [in, out]). One row (every leading dimension 1):
+// a matrix-vector product, which reads the weight once where a matrix product of one row packs (copies) it
+// first; without autograd in float32 it is the BLAS call ATen's mv makes and nothing else is dispatched.
+at::Tensor linear_row(const at::Tensor &x, const at::Tensor &w, const at::Tensor *b, bool w_in_out) {
+  TORCH_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(w_in_out ? 0 : 1), "linear: x ", x.sizes(),
+              " does not fit a weight ", w.sizes(), w_in_out ? " stored [in, out]" : " stored [out, in]");
+  int64_t in = x.size(-1), out = w.size(w_in_out ? 1 : 0);
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes.back() = out;
+  if (x.numel() != in) { // several rows: one matrix product
+    if (!w_in_out) return b ? at::linear(x, w, *b) : at::linear(x, w);
+    at::Tensor flat = x.reshape({-1, in});
+    at::Tensor y = b ? at::addmm(*b, flat, w) : at::mm(flat, w);
+    return y.view(sizes);
+  }
+  bool grad = c10::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->requires_grad()));
+  bool plain = !grad && blas_sgemv() != nullptr && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+               x.device().is_cpu() && w.is_contiguous() && x.stride(-1) == 1 &&
+               (!b || (b->scalar_type() == at::kFloat && b->is_contiguous() && b->numel() == out)) && in > 0 && out > 0 &&
+               in < (1 << 30) && out < (1 << 30);
+  if (!plain) {
+    at::Tensor y = at::mv(w_in_out ? w.t() : w, x.reshape({in}));
+    if (b) y = y + *b;
+    return y.view(sizes);
+  }
+  at::Tensor y = at::empty(sizes, x.options());
+  float *yp = y.data_ptr<float>();
+  std::memset(yp, 0, static_cast<size_t>(out) * sizeof(float));
+  // Row-major w [out, in] is column-major [in, out]: y = wᵀ'x is gemv 'T'; [in, out] is column-major [out, in]: 'N'.
+  int m = static_cast<int>(w_in_out ? out : in), n = static_cast<int>(w_in_out ? in : out), inc = 1;
+  float one = 1, zero = 0;
+  blas_sgemv()(w_in_out ? "N" : "T", &m, &n, &one, w.data_ptr<float>(), &m, x.data_ptr<float>(), &inc, &zero, yp, &inc);
+  if (b) {
+    const float *bp = b->data_ptr<float>();
+    for (int64_t i = 0; i < out; i++) yp[i] = yp[i] + bp[i];
+  }
+  return y;
+}
+
+} // namespace
+
+extern "C" {
+
+ct_tensor ct_linear_row(ct_tensor x, ct_tensor w, ct_tensor b, bool w_in_out) {
+  CT_GUARD(nullptr, return wrap(linear_row(x->t, w->t, b ? &b->t : nullptr, w_in_out));)
+}
+
+ct_tensor ct_decode_attention(ct_tensor q, ct_tensor k, ct_tensor v, ct_tensor cos, ct_tensor sin, ct_tensor key_cache,
+                              ct_tensor value_cache, int64_t past, int64_t heads, ct_tensor bias) {
+  CT_GUARD(nullptr, {
+    TORCH_CHECK((cos == nullptr) == (sin == nullptr), "decode attention: give both cos and sin or neither");
+    return wrap(decode_attention(q->t, k->t, v->t, cos ? &cos->t : nullptr, sin ? &sin->t : nullptr, key_cache->t,
+                                 value_cache->t, past, heads, bias ? &bias->t : nullptr));
+  })
+}
+
+ct_tensor ct_rms_norm(ct_tensor x, ct_tensor weight, double eps) {
+  CT_GUARD(nullptr, {
+    const at::Tensor &in = x->t, &w = weight->t;
+    bool plain = in.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && in.device().is_cpu() &&
+                 w.device().is_cpu() && in.dim() >= 1 &&
+                 !(c10::GradMode::is_enabled() && (in.requires_grad() || w.requires_grad()));
+    if (plain) return wrap(rms_norm_no_grad(in, w, eps));
+    // With autograd, or another dtype/device: the op-by-op definition, in float32 at least.
+    bool wide_already = in.scalar_type() == at::kFloat || in.scalar_type() == at::kDouble;
+    at::Tensor wide = wide_already ? in : in.to(at::kFloat);
+    at::Tensor normed = wide * (at::mean(at::square(wide), {-1}, true) + eps).rsqrt();
+    return wrap(w * (wide_already ? normed : normed.to(in.scalar_type())));
+  })
+}
+
+} // extern "C"

@@ -11,7 +11,8 @@ public final class Conv1D: Module {
     bias = Tensor.zeros([outFeatures], dtype: dtype).requiringGrad()
   }
 
-  func callAsFunction(_ x: Tensor) -> Tensor { Tensor.affine(x, weight: weight, bias: bias) }
+  /// One row (a decoding step at batch 1) is a matrix-vector product; more rows one matrix product.
+  func callAsFunction(_ x: Tensor) -> Tensor { Tensor.rowLinear(x, weight: weight, bias: bias, weightInOut: true) }
 }
 
 public final class GPT2Attention: Module {
@@ -33,6 +34,10 @@ public final class GPT2Attention: Module {
     }
     let d = x.size(-1)
     let qkv = c_attn(x).split(sizes: [d, d, d], dim: -1)
+    if cache.decodesInOneCall(x) {
+      return c_proj(cache.decodeAttention(layer: layer, q: qkv[0], k: qkv[1], v: qkv[2], cos: nil, sin: nil, heads: heads,
+                                          bias: bias))
+    }
     let q = Attention.splitHeads(qkv[0], heads: heads)
     var k = Attention.splitHeads(qkv[1], heads: heads)
     var v = Attention.splitHeads(qkv[2], heads: heads)

@@ -32,37 +32,24 @@ extension CausalLM {
     precondition(prompts.allSatisfy { !$0.isEmpty }, "generate: every prompt needs at least one token")
     return withoutGradients {
       let rows = prompts.count
-      let batch = PaddedBatch(prompts, padId: padId, side: .left)
-      var mask = batch.mask
-      var positions = batch.positions
       var out = [[Int]](repeating: [], count: rows)
       var done = [Bool](repeating: false, count: rows)
-      let cache = options.useCache ? KVCache(layers: config.layers) : nil
-      var all = batch.tokens
-      var input = batch.tokens
+      // With the cache, the decode loop of `shatter serve` (`BatchDecoder`); without, every step runs the
+      // whole sequence again.
+      let width = prompts.map(\.count).max() ?? 0
+      let decoder = options.useCache ? BatchDecoder(model: self, padId: padId, reserve: width + options.maxNewTokens) : nil
+      let uncached = options.useCache ? nil : UncachedDecode(model: self, prompts: prompts, padId: padId)
+      var logits = decoder?.add(prompts) ?? uncached.unsafelyUnwrapped.logits()
       for step in 0..<options.maxNewTokens {
-        let t = input.size(1), past = cache?.length ?? 0
-        let bias = batch.hasPadding ? Attention.bias(keyMask: mask, queries: t, past: past, dtype: dtype) : nil
-        let logits = forward(input, positions: positions, attentionBias: bias, cache: cache).logits
-        let last = logits.select(dim: 1, index: t - 1).to(.float32)
-        let next = pick(last, options: options, generator: generator).toArray(Int64.self)
+        let next = pick(logits, options: options, generator: generator).toArray(Int64.self).map { Int($0) }
         for r in 0..<rows where !done[r] {
-          out[r].append(Int(next[r]))
-          if options.stopTokens.contains(Int(next[r])) { done[r] = true }
-          if let onToken, !onToken(r, Int(next[r])) { done[r] = true }
+          out[r].append(next[r])
+          if options.stopTokens.contains(next[r]) { done[r] = true }
+          if let onToken, !onToken(r, next[r]) { done[r] = true }
         }
         if done.allSatisfy({ $0 }) || step == options.maxNewTokens - 1 { break }
-        let nextTensor = Tensor(next, shape: [rows, 1])
-        let lastPos = positions.narrow(dim: 1, start: positions.size(1) - 1, length: 1) + 1
-        mask = Tensor.cat([mask, Tensor.ones([rows, 1], dtype: .int64)], dim: 1)
-        if cache != nil {
-          input = nextTensor
-          positions = lastPos
-        } else {
-          all = Tensor.cat([all, nextTensor], dim: 1)
-          input = all
-          positions = Tensor.cat([positions, lastPos], dim: 1)
-        }
+        // Finished rows are still fed (their tokens are dropped), so every row keeps its place in the batch.
+        logits = decoder?.step(next) ?? uncached.unsafelyUnwrapped.append(next)
       }
       return out
     }
@@ -87,6 +74,38 @@ extension CausalLM {
   }
 }
 
+/// Decoding without a cache (the reference the cache is checked against): each step runs the model over
+/// every token so far.
+private final class UncachedDecode {
+  let model: any CausalLM
+  var tokens: Tensor, mask: Tensor, positions: Tensor
+  let padded: Bool
+
+  init(model: any CausalLM, prompts: [[Int]], padId: Int) {
+    self.model = model
+    let batch = PaddedBatch(prompts, padId: padId, side: .left)
+    (tokens, mask, positions, padded) = (batch.tokens, batch.mask, batch.positions, batch.hasPadding)
+  }
+
+  /// Next-token logits [rows, V] (float32) of the sequences so far.
+  func logits() -> Tensor {
+    let t = tokens.size(1)
+    let bias = padded ? Attention.bias(keyMask: mask, queries: t, past: 0, dtype: model.dtype) : nil
+    let logits = model.forward(tokens, positions: positions, attentionBias: bias, cache: nil).logits
+    return logits.select(dim: 1, index: t - 1).to(.float32)
+  }
+
+  /// Appends one token to every row and returns the next logits.
+  func append(_ next: [Int]) -> Tensor {
+    let rows = next.count
+    let lastPos = positions.narrow(dim: 1, start: positions.size(1) - 1, length: 1) + 1
+    tokens = Tensor.cat([tokens, Tensor(next.map { Int64($0) }, shape: [rows, 1])], dim: 1)
+    mask = Tensor.cat([mask, Tensor.ones([rows, 1], dtype: .int64)], dim: 1)
+    positions = Tensor.cat([positions, lastPos], dim: 1)
+    return logits()
+  }
+}
+
 /// A batched decode whose rows come and go: the step API under streaming and the server's scheduler.
 ///
 /// Rows are left-aligned to one shared KV cache. A prompt that joins mid-decode is prefilled on its own
@@ -105,10 +124,15 @@ public final class BatchDecoder {
   /// The position the next fed token of each row gets.
   var nextPositions: [Int] = []
 
-  public init(model: any CausalLM, padId: Int = 0) {
+  /// Positions the cache is first made with room for (it grows by doubling beyond that).
+  let reserve: Int
+
+  /// - reserve: positions per row to make room for at once (prompt plus new tokens, when known).
+  public init(model: any CausalLM, padId: Int = 0, reserve: Int = 0) {
     self.model = model
     self.padId = padId
-    cache = KVCache(layers: model.config.layers)
+    self.reserve = reserve
+    cache = KVCache(layers: model.config.layers, reserve: reserve)
   }
 
   /// Number of rows decoding now.
@@ -121,7 +145,7 @@ public final class BatchDecoder {
     precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty }, "BatchDecoder.add: every prompt needs a token")
     return withoutGradients {
       let batch = PaddedBatch(prompts, padId: padId, side: .left)
-      let fresh = KVCache(layers: model.config.layers)
+      let fresh = KVCache(layers: model.config.layers, reserve: reserve)
       let t = batch.tokens.size(1)
       let bias = batch.hasPadding ? Attention.bias(keyMask: batch.mask, queries: t, past: 0, dtype: model.dtype) : nil
       let logits = model.forward(batch.tokens, positions: batch.positions, attentionBias: bias, cache: fresh).logits
@@ -161,7 +185,7 @@ public final class BatchDecoder {
   public func keep(_ kept: [Int]) {
     if kept == Array(0..<rows) { return }
     if kept.isEmpty {
-      cache = KVCache(layers: model.config.layers)
+      cache = KVCache(layers: model.config.layers, reserve: reserve)
       mask = nil
       padded = false
       nextPositions = []
@@ -214,36 +238,27 @@ extension Tensor {
 extension KVCache {
   /// Zero keys/values in front so every layer has `width` positions.
   func leftPad(to width: Int) {
-    for l in keys.indices {
-      guard let k = keys[l], let v = values[l] else { continue }
-      let missing = width - k.size(2)
-      if missing <= 0 { continue }
-      let zk = Tensor.zeros([k.size(0), k.size(1), missing, k.size(3)], dtype: k.dtype, device: k.device)
-      let zv = Tensor.zeros([v.size(0), v.size(1), missing, v.size(3)], dtype: v.dtype, device: v.device)
-      keys[l] = Tensor.cat([zk, k], dim: 2)
-      values[l] = Tensor.cat([zv, v], dim: 2)
+    guard length < width else { return }
+    rebuild { x in
+      let s = x.shape
+      return Tensor.cat([Tensor.zeros([s[0], s[1], width - s[2], s[3]], dtype: x.dtype, device: x.device), x], dim: 2)
     }
   }
 
   /// Concatenates `other`'s rows after these (both must have the same length).
   func appendRows(of other: KVCache) {
-    for l in keys.indices {
-      keys[l] = [keys[l], other.keys[l]].compactMap { $0 }.catOrNil(dim: 0)
-      values[l] = [values[l], other.values[l]].compactMap { $0 }.catOrNil(dim: 0)
+    precondition(length == other.length || length == 0 || other.length == 0, "appendRows: lengths \(length) and \(other.length)")
+    for l in 0..<layerCount {
+      let ks = [keys(l), other.keys(l)].compactMap { $0 }, vs = [values(l), other.values(l)].compactMap { $0 }
+      guard !ks.isEmpty else { continue }
+      rebuildLayer(l, keys: ks.count == 1 ? ks[0] : Tensor.cat(ks, dim: 0), values: vs.count == 1 ? vs[0] : Tensor.cat(vs, dim: 0))
     }
   }
 
   /// Drops the first `n` positions of every layer.
   func dropLeading(_ n: Int) {
-    for l in keys.indices {
-      if let k = keys[l] { keys[l] = k.narrow(dim: 2, start: n, length: k.size(2) - n) }
-      if let v = values[l] { values[l] = v.narrow(dim: 2, start: n, length: v.size(2) - n) }
-    }
+    rebuild { $0.narrow(dim: 2, start: n, length: $0.size(2) - n) }
   }
-}
-
-extension Array where Element == Tensor {
-  fileprivate func catOrNil(dim: Int) -> Tensor? { isEmpty ? nil : (count == 1 ? self[0] : Tensor.cat(self, dim: dim)) }
 }
 
 /// How one row of a batch picks its tokens; rows of one decode may differ (a server batches requests).

@@ -1,18 +1,12 @@
 import NN
 import Torch
 
-/// `linear` for one row as a matrix-vector product. Decoding one token at a time is memory-bound, and
-/// libtorch's `linear` on a single row still runs a general matrix product whose BLAS call packs (copies)
-/// the whole weight first; `mv` streams it once. Measured on SmolLM2-135M (2 cores, OpenBLAS): the tied
-/// 49152×576 head takes 9.5 ms instead of 20 ms, a 1536×576 projection 0.08 ms instead of 0.35 ms.
+/// `linear` for one row as a matrix-vector product (`Tensor.rowLinear`). Decoding one token at a time is
+/// memory-bound, and libtorch's `linear` on a single row still runs a general matrix product whose BLAS call
+/// packs (copies) the whole weight first; `mv` streams it once. Measured on SmolLM2-135M (2 cores, OpenBLAS):
+/// the tied 49152×576 head takes 9.5 ms instead of 20 ms, a 1536×576 projection 0.08 ms instead of 0.35 ms.
 /// Several rows (prompts, scoring, training) keep `linear`.
-func rowwise(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-  let features = x.size(-1)
-  guard x.count == features, x.rank >= 1 else { return Tensor.linear(x, weight: weight, bias: bias) }
-  var y = weight.matmul(x.reshaped([features]))
-  if let bias { y = y + bias }
-  return y.reshaped(Array(x.shape.dropLast()) + [weight.size(0)])
-}
+func rowwise(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor { Tensor.rowLinear(x, weight: weight, bias: bias) }
 
 func rowwise(_ layer: Linear, _ x: Tensor) -> Tensor { rowwise(x, weight: layer.weight, bias: layer.bias) }
 
@@ -31,9 +25,15 @@ public final class LlamaAttention: Module {
   }
 
   func callAsFunction(_ x: Tensor, layer: Int, cos: Tensor, sin: Tensor, bias: Tensor?, cache: KVCache?) -> Tensor {
-    let q = Rotary.apply(Attention.splitHeads(rowwise(q_proj, x), heads: heads), cos: cos, sin: sin)
-    var k = Rotary.apply(Attention.splitHeads(rowwise(k_proj, x), heads: kvHeads), cos: cos, sin: sin)
-    var v = Attention.splitHeads(rowwise(v_proj, x), heads: kvHeads)
+    let (qx, kx, vx) = (rowwise(q_proj, x), rowwise(k_proj, x), rowwise(v_proj, x))
+    if let cache, cache.decodesInOneCall(x) {
+      // A decoding step: rotary, cache write and grouped attention in one call.
+      return rowwise(o_proj, cache.decodeAttention(layer: layer, q: qx, k: kx, v: vx, cos: cos, sin: sin, heads: heads,
+                                                   bias: bias))
+    }
+    let q = Rotary.apply(Attention.splitHeads(qx, heads: heads), cos: cos, sin: sin)
+    var k = Rotary.apply(Attention.splitHeads(kx, heads: kvHeads), cos: cos, sin: sin)
+    var v = Attention.splitHeads(vx, heads: kvHeads)
     if let cache { (k, v) = cache.append(layer: layer, keys: k, values: v) }
     return rowwise(o_proj, Attention.mergeHeads(Attention.attend(q: q, k: k, v: v, bias: bias, causal: true)))
   }

@@ -43,29 +43,107 @@ extension CausalLM {
   public var dtype: DType { embeddingWeight.dtype }
 }
 
-/// Keys and values of past positions for each layer, [B, H_kv, S, D], grown by concatenation.
+/// Keys and values of past positions for each layer, [B, H_kv, S, D], kept in buffers with room to grow:
+/// a step writes its keys/values in place after the cached ones, where concatenating would copy the whole
+/// cache of every layer on every token (O(S²) copying over a generation). Room is doubled when it runs out.
 public final class KVCache {
-  var keys: [Tensor?]
-  var values: [Tensor?]
-  public init(layers: Int) {
-    keys = Array(repeating: nil, count: layers)
-    values = Array(repeating: nil, count: layers)
+  /// Per layer [B, H_kv, capacity, D]; positions 0..<lengths[l] hold keys/values.
+  var keyBuffers: [Tensor?]
+  var valueBuffers: [Tensor?]
+  var lengths: [Int]
+  /// Positions a buffer is first made with room for (a generation that knows its total length).
+  let reserve: Int
+
+  public init(layers: Int, reserve: Int = 0) {
+    keyBuffers = Array(repeating: nil, count: layers)
+    valueBuffers = Array(repeating: nil, count: layers)
+    lengths = Array(repeating: 0, count: layers)
+    self.reserve = reserve
   }
   /// Number of cached positions.
-  public var length: Int { keys[0]?.size(2) ?? 0 }
+  public var length: Int { lengths[0] }
+  var layerCount: Int { lengths.count }
 
+  /// Layer `l`'s cached keys [B, H_kv, S, D] (a view into its buffer), nil before the first append.
+  func keys(_ l: Int) -> Tensor? { keyBuffers[l]?.narrow(dim: 2, start: 0, length: lengths[l]) }
+  func values(_ l: Int) -> Tensor? { valueBuffers[l]?.narrow(dim: 2, start: 0, length: lengths[l]) }
+
+  /// Writes `k`, `v` [B, H_kv, T, D] after layer `layer`'s cached positions; returns all its keys and values.
   func append(layer: Int, keys k: Tensor, values v: Tensor) -> (Tensor, Tensor) {
-    let kAll = keys[layer].map { Tensor.cat([$0, k], dim: 2) } ?? k
-    let vAll = values[layer].map { Tensor.cat([$0, v], dim: 2) } ?? v
-    keys[layer] = kAll
-    values[layer] = vAll
-    return (kAll, vAll)
+    let shape = k.shape
+    let t = shape[2], start = lengths[layer], end = start + t
+    if (keyBuffers[layer]?.size(2) ?? 0) < end {
+      let room = Swift.max(end, reserve, 2 * (keyBuffers[layer]?.size(2) ?? 0))
+      store(layer, keys: keys(layer), values: values(layer), shape: [shape[0], shape[1], room, shape[3]], like: k)
+    }
+    let kb = keyBuffers[layer].unsafelyUnwrapped, vb = valueBuffers[layer].unsafelyUnwrapped
+    kb.narrow(dim: 2, start: start, length: t).copy_(k)
+    vb.narrow(dim: 2, start: start, length: t).copy_(v)
+    lengths[layer] = end
+    return (kb.narrow(dim: 2, start: 0, length: end), vb.narrow(dim: 2, start: 0, length: end))
+  }
+
+  /// Whether decoding steps may take `Tensor.decodeAttention` (one call per layer) instead of the op-by-op
+  /// path; the two give the same logits, and tests compare them.
+  public var fusedDecoding = true
+
+  /// Whether `x` [B, T, D], the input of a layer, can take `decodeAttention`: one new position per row,
+  /// float32 on the CPU, without gradients.
+  func decodesInOneCall(_ x: Tensor) -> Bool {
+    fusedDecoding && x.size(1) == 1 && x.dtype == .float32 && x.device == .cpu && !gradientsEnabled
+  }
+
+  /// Attention of one new position per row over layer `layer`'s cache, the new keys/values appended:
+  /// q [B, 1, heads·d], k/v [B, 1, Hkv·d], rotary cos/sin [B, 1, 1, d] or nil. Returns [B, 1, heads·d].
+  func decodeAttention(layer: Int, q: Tensor, k: Tensor, v: Tensor, cos: Tensor?, sin: Tensor?, heads: Int,
+                       bias: Tensor?) -> Tensor {
+    let past = lengths[layer]
+    if (keyBuffers[layer]?.size(2) ?? 0) <= past {
+      let s = k.shape, d = q.size(2) / heads
+      let room = Swift.max(past + 1, reserve, 2 * (keyBuffers[layer]?.size(2) ?? 0))
+      store(layer, keys: keys(layer), values: values(layer), shape: [s[0], s[2] / d, room, d], like: k)
+    }
+    let out = Tensor.decodeAttention(q: q, k: k, v: v, cos: cos, sin: sin, keyCache: keyBuffers[layer].unsafelyUnwrapped,
+                                     valueCache: valueBuffers[layer].unsafelyUnwrapped, past: past, heads: heads, bias: bias)
+    lengths[layer] = past + 1
+    return out
+  }
+
+  /// Makes layer `l`'s buffers [B, H_kv, capacity, D] (`shape`, dtype and device of `like`) holding `k`, `v`
+  /// (or nothing) at the front.
+  private func store(_ l: Int, keys k: Tensor?, values v: Tensor?, shape: [Int], like model: Tensor) {
+    let n = k?.size(2) ?? 0
+    let kb = Tensor.empty(shape, dtype: model.dtype, device: model.device)
+    let vb = Tensor.empty(shape, dtype: model.dtype, device: model.device)
+    if let k, let v, n > 0 {
+      kb.narrow(dim: 2, start: 0, length: n).copy_(k)
+      vb.narrow(dim: 2, start: 0, length: n).copy_(v)
+    }
+    keyBuffers[l] = kb
+    valueBuffers[l] = vb
+    lengths[l] = n
+  }
+
+  /// Replaces every layer's keys and values by `transform(keys)`, `transform(values)`.
+  func rebuild(_ transform: (Tensor) -> Tensor) {
+    for l in 0..<layerCount {
+      guard let k = keys(l), let v = values(l) else { continue }
+      rebuildLayer(l, keys: transform(k), values: transform(v))
+    }
+  }
+
+  /// Makes layer `l` hold `k`, `v` [B, H_kv, S, D] in fresh buffers with room to grow.
+  func rebuildLayer(_ l: Int, keys k: Tensor, values v: Tensor) {
+    let s = k.shape
+    store(l, keys: k, values: v, shape: [s[0], s[1], Swift.max(2 * s[2], s[2] + 16, reserve), s[3]], like: k)
   }
 
   /// Keeps only the given batch rows (e.g. after some sequences finished).
   public func select(rows: Tensor) {
-    keys = keys.map { $0?.indexSelect(dim: 0, index: rows) }
-    values = values.map { $0?.indexSelect(dim: 0, index: rows) }
+    for l in 0..<layerCount {
+      keyBuffers[l] = keyBuffers[l]?.indexSelect(dim: 0, index: rows)
+      valueBuffers[l] = valueBuffers[l]?.indexSelect(dim: 0, index: rows)
+    }
   }
 }
 
@@ -86,35 +164,39 @@ enum Attention {
   }
 
   /// softmax(q·kᵀ/√d + bias)·v with grouped-query heads: q [B,H,T,D], k/v [B,Hkv,S,D].
+  ///
+  /// The H/Hkv query heads that share a key/value head (heads g·rep ..< (g+1)·rep, as Hugging Face's
+  /// `repeat_kv` pairs them) are stacked as the rows of one product [B, Hkv, rep·T, D]·[B, Hkv, D, S],
+  /// so keys and values are read in place (a view of the cache) instead of being copied rep times.
   static func attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor?, causal: Bool) -> Tensor {
-    let (b, h, t, d) = (q.size(0), q.size(1), q.size(2), q.size(3))
-    let hkv = k.size(1), s = k.size(2)
-    var k = k, v = v
-    if hkv != h {
-      let rep = h / hkv
-      k = k.unsqueezed(dim: 2).expanded(to: [b, hkv, rep, s, d]).reshaped([b, h, s, d])
-      v = v.unsqueezed(dim: 2).expanded(to: [b, hkv, rep, s, d]).reshaped([b, h, s, d])
-    }
-    var scores = q.matmul(k.transposed(2, 3)) * (1 / Double(d).squareRoot())
+    let qs = q.shape, ks = k.shape
+    let (b, h, t, d) = (qs[0], qs[1], qs[2], qs[3])
+    let hkv = ks[1], s = ks[2]
+    let rep = h / hkv
+    let grouped = rep == 1 ? q : q.reshaped([b, hkv, rep * t, d])
+    var scores = grouped.matmul(k.transposed(2, 3)) * (1 / Double(d).squareRoot())
+    if rep != 1 { scores = scores.view([b, h, t, s]) }
     if let bias {
       scores = scores + bias
     } else if causal && t > 1 {
       let mask = Tensor.ones([t, s], dtype: .bool, device: q.device).triu(s - t + 1)
       scores = scores.maskedFill(mask, -Double.infinity)
     }
-    return scores.softmax(dim: -1).matmul(v)
+    let probs = scores.softmax(dim: -1)
+    if rep == 1 { return probs.matmul(v) }
+    return probs.view([b, hkv, rep * t, s]).matmul(v).view([b, h, t, d])
   }
 
   /// [B,T,H·D] → [B,H,T,D]
   static func splitHeads(_ x: Tensor, heads: Int) -> Tensor {
-    let (b, t, hd) = (x.size(0), x.size(1), x.size(2))
-    return x.view([b, t, heads, hd / heads]).transposed(1, 2)
+    let s = x.shape
+    return x.view([s[0], s[1], heads, s[2] / heads]).transposed(1, 2)
   }
 
   /// [B,H,T,D] → [B,T,H·D]
   static func mergeHeads(_ x: Tensor) -> Tensor {
-    let (b, h, t, d) = (x.size(0), x.size(1), x.size(2), x.size(3))
-    return x.transposed(1, 2).reshaped([b, t, h * d])
+    let s = x.shape
+    return x.transposed(1, 2).reshaped([s[0], s[2], s[1] * s[3]])
   }
 }
 

@@ -56,11 +56,8 @@ public final class RMSNorm: Module {
     weight = Tensor.ones([dim], dtype: dtype).requiringGrad()
   }
 
-  public func callAsFunction(_ x: Tensor) -> Tensor {
-    let wide = x.dtype == .float64 ? x : x.to(.float32)
-    let normed = wide * (wide.square().mean(dim: -1, keepDim: true) + eps).rsqrt()
-    return weight * normed.to(x.dtype)
-  }
+  /// One call into libtorch (`Tensor.rmsNorm`): the same numbers as the six ops it stands for.
+  public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.rmsNorm(x, weight: weight, eps: eps) }
 }
 
 /// Inverted dropout whose masks come from the given generator.

@@ -182,6 +182,25 @@ ct_tensor ct_generator_get_state(ct_generator g);           /* a uint8 tensor */
 int ct_generator_set_state(ct_generator g, ct_tensor state);
 void ct_manual_seed(uint64_t seed);
 
+/* ---- decoding kernels (one new position per row, no autograd) --------------------------------------- */
+/* One decoding step of attention over a key/value cache. q [B, 1, heads·d], k and v [B, 1, Hkv·d] (last
+ * dimension contiguous; row strides free, so they may be slices of one packed projection). With cos and sin
+ * ([B, 1, 1, d], both or neither) q and k get the rotary embedding (rotate-half). k and v are written into
+ * key_cache / value_cache ([B, Hkv, C, d], contiguous) at position `past`; then softmax(q·kᵀ/√d + bias)·v over
+ * positions 0...past, query head h reading key/value head h / (heads/Hkv). bias: additive [B or 1, 1, 1,
+ * past + 1], or NULL. Returns [B, 1, heads·d]. float32 on the CPU; fails while gradients are enabled. */
+ct_tensor ct_decode_attention(ct_tensor q, ct_tensor k, ct_tensor v, ct_tensor cos /* nullable */,
+                              ct_tensor sin /* nullable */, ct_tensor key_cache, ct_tensor value_cache, int64_t past,
+                              int64_t heads, ct_tensor bias /* nullable */);
+/* x·wᵀ + b with w [out, in], or x·w + b with w [in, out] when w_in_out (Conv1D's layout). A single row (every
+ * leading dimension of x is 1) is a matrix-vector product, which streams the weight once where a one-row matrix
+ * product packs it first; without autograd in float32 it is BLAS's sgemv and nothing else. More rows: as
+ * ct_linear / ct_affine. */
+ct_tensor ct_linear_row(ct_tensor x, ct_tensor w, ct_tensor b /* nullable */, bool w_in_out);
+/* x / sqrt(mean(x², last dim) + eps) · weight, computed in float32 at least (as Llama's RMSNorm). Without
+ * autograd and in float32 on the CPU it is one pass after ATen's mean (the same numbers). */
+ct_tensor ct_rms_norm(ct_tensor x, ct_tensor weight, double eps);
+
 #ifdef __cplusplus
 }
 #endif
