@@ -90,13 +90,8 @@ def main():
         print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {hf:9.0f} {hr:6.2f}x {sm:6.0f} / {pm:.0f} / {hm:.0f}")
 
     out_of_the_box(gpts, facts)
-    real_model_generation()
+    generation()
     data_parallel_step_time()
-
-    g = run([SHATTER, "bench", "generate", "--threads", THREADS])
-    print("\nGreedy generation, GPT-2 L=4 D=256, batch 4, 32-token prompts, 96 new tokens:")
-    print(f"  KV cache {g['cached_tokens_per_second']:.0f} tokens/s, no cache {g['uncached_tokens_per_second']:.0f} tokens/s "
-          f"({g['speedup']:.1f}x); identical outputs: {g['identical_outputs']}")
 
 
 # The targets of issue 13: Shatter as installed against PyPI's current CPU wheel as installed.
@@ -134,31 +129,49 @@ def out_of_the_box(gpts, facts):
 
 
 MODEL = os.path.join(ROOT, "models/smollm2-135m-instruct")
+# Eight different prompts for the batch-8 rows (left-padded to the longest, as `shatter serve` batches streams).
+PROMPTS = ["The capital of France is", "Write a haiku about the sea.", "List three prime numbers:",
+           "Once upon a time, in a small village,", "How do I boil an egg?", "Translate 'good morning' to Spanish.",
+           "The best way to learn to program is", "Explain gravity to a child in one sentence."]
 
 
-def real_model_generation():
-    """Batch-1 greedy decoding of 128 tokens on SmolLM2-135M-Instruct (make model), Shatter vs Hugging Face
-    `generate` on the same converted directory, alternating, same libtorch and environment."""
-    if not os.path.exists(os.path.join(MODEL, "model.safetensors")):
-        print(f"\nSmolLM2-135M generation: skipped, {MODEL} is missing (run `make model`)")
-        return
+def generation():
+    """Greedy decoding, Shatter vs Hugging Face `generate`, batch 1 and 8, on the GPT-2 L4 D256 shape (random
+    weights, random prompts) and on SmolLM2-135M-Instruct (make model); alternating, same libtorch and threads."""
     if not os.path.exists(HF_PYTHON):
-        print("\nSmolLM2-135M generation: skipped, .venv-bench is missing (scripts/bootstrap --bench)")
+        print("\nGeneration: skipped, .venv-bench is missing (scripts/bootstrap --bench)")
         return
-    args = ["--model", MODEL, "--new-tokens", "128", "--repeats", "3"]
-    s_runs, h_runs = [], []
-    for _ in range(REPEATS):
-        s_runs.append(run([SHATTER, "bench", "model-generate", *args, "--threads", THREADS]))
-        h_runs.append(run([HF_PYTHON, os.path.join("bench", "hf_generate.py"), *args, "--threads", THREADS]))
-    med = lambda rs, k: statistics.median(r[k] for r in rs)
-    ratio = statistics.median(s["tokens_per_second"] / h["tokens_per_second"] for s, h in zip(s_runs, h_runs))
-    same = all(s["tokens"] == h["tokens"] for s, h in zip(s_runs, h_runs))
-    blas = SAME.get("OPENBLAS_CORETYPE", "auto-detected")
-    print(f"\nSmolLM2-135M-Instruct (f32), greedy, batch 1, 128 new tokens; OpenBLAS core type {blas}")
-    print(f"{'':22} {'tokens/s':>9} {'TTFT ms':>9} {'peak RSS MiB':>13}")
-    for label, rs in [("shatter", s_runs), ("HF generate", h_runs)]:
-        print(f"{label:22} {med(rs, 'tokens_per_second'):9.1f} {med(rs, 'ttft_ms'):9.1f} {max(r['peak_rss_mib'] for r in rs):13.0f}")
-    print(f"ratio shatter / HF: {ratio:.2f}x (target >= 1.5x); identical greedy tokens: {same}")
+    print(f"\nGreedy generation (float32, KV cache, no stop tokens), tokens/s of all rows; median of {REPEATS} "
+          f"alternating runs; target >= 1.5x at batch 1")
+    print(f"{'':40} {'shatter':>9} {'HF':>9} {'ratio':>7} {'TTFT ms':>15} {'same tokens':>12}")
+    shape = ["--layers", "4", "--d-model", "256", "--heads", "4", "--vocab", "2048"]
+    rows = []
+    for batch in (1, 8):
+        rows.append((f"GPT-2 L=4 D=256 V=2048, batch {batch}",
+                     ["generate", *shape, "--prompt", "32", "--new-tokens", "96", "--batch", str(batch)],
+                     [*shape, "--arch", "gpt2", "--prompt-len", "32", "--new-tokens", "96", "--batch", str(batch)], False))
+    if os.path.exists(os.path.join(MODEL, "model.safetensors")):
+        for batch in (1, 8):
+            prompts = [x for t in PROMPTS[:batch] for x in ("--prompt", t)]
+            rows.append((f"SmolLM2-135M-Instruct, batch {batch}",
+                         ["model-generate", "--model", MODEL, "--new-tokens", "128", *prompts],
+                         ["--model", MODEL, "--new-tokens", "128", *prompts], True))
+    else:
+        print(f"(SmolLM2-135M rows skipped: {MODEL} is missing, run `make model`)")
+    for label, shatter_args, hf_args, compare in rows:
+        s_runs, h_runs = [], []
+        for _ in range(REPEATS):
+            s_runs.append(run([SHATTER, "bench", *shatter_args, "--threads", THREADS]))
+            h_runs.append(run([HF_PYTHON, os.path.join("bench", "hf_generate.py"), *hf_args, "--threads", THREADS]))
+        med = lambda rs, k: statistics.median(r[k] for r in rs)
+        ratio = statistics.median(s["tokens_per_second"] / h["tokens_per_second"] for s, h in zip(s_runs, h_runs))
+        same = str(all(s["tokens"] == h["tokens"] for s, h in zip(s_runs, h_runs))) if compare else "(random)"
+        ttft = (f"{med(s_runs, 'ttft_ms'):.0f} / {med(h_runs, 'ttft_ms'):.0f}" if "ttft_ms" in s_runs[0] else "")
+        print(f"{label:40} {med(s_runs, 'tokens_per_second'):9.1f} {med(h_runs, 'tokens_per_second'):9.1f} "
+              f"{ratio:6.2f}x {ttft:>15} {same:>12}")
+    g = run([SHATTER, "bench", "generate", "--threads", THREADS])
+    print(f"KV cache vs none (GPT-2 L=4 D=256, batch 4, 96 new tokens): {g['cached_tokens_per_second']:.0f} vs "
+          f"{g['uncached_tokens_per_second']:.0f} tokens/s ({g['speedup']:.1f}x); identical outputs: {g['identical_outputs']}")
 
 
 def data_parallel_step_time():

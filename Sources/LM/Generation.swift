@@ -67,10 +67,11 @@ extension CausalLM {
       let probs = sorted.softmax(dim: -1)
       // Drop a token when the tokens ranked above it already cover p (the top one always stays).
       let drop = (probs.cumsum(dim: -1) - probs).gt(p)
-      let dropInOriginalOrder = Tensor.zeros(drop.shape, dtype: .int64).scatterAdd(dim: -1, index: order, source: drop.to(.int64))
+      let dropInOriginalOrder = Tensor.zeros(drop.shape, dtype: .int64, device: drop.device).scatterAdd(dim: -1, index: order, source: drop.to(.int64))
       l = l.maskedFill(dropInOriginalOrder.ne(0), -Double.infinity)
     }
-    return l.softmax(dim: -1).multinomial(1, generator: generator).squeezed(dim: -1)
+    // Generators are host generators: draw on the host (a [rows, V] copy) so seeds mean the same on every device.
+    return l.softmax(dim: -1).to(.float32, .cpu).multinomial(1, generator: generator).squeezed(dim: -1)
   }
 }
 
@@ -83,7 +84,7 @@ private final class UncachedDecode {
 
   init(model: any CausalLM, prompts: [[Int]], padId: Int) {
     self.model = model
-    let batch = PaddedBatch(prompts, padId: padId, side: .left)
+    let batch = PaddedBatch(prompts, padId: padId, side: .left).on(model.embeddingWeight.device)
     (tokens, mask, positions, padded) = (batch.tokens, batch.mask, batch.positions, batch.hasPadding)
   }
 
@@ -99,8 +100,8 @@ private final class UncachedDecode {
   func append(_ next: [Int]) -> Tensor {
     let rows = next.count
     let lastPos = positions.narrow(dim: 1, start: positions.size(1) - 1, length: 1) + 1
-    tokens = Tensor.cat([tokens, Tensor(next.map { Int64($0) }, shape: [rows, 1])], dim: 1)
-    mask = Tensor.cat([mask, Tensor.ones([rows, 1], dtype: .int64)], dim: 1)
+    tokens = Tensor.cat([tokens, Tensor(next.map { Int64($0) }, shape: [rows, 1]).to(tokens.device)], dim: 1)
+    mask = Tensor.cat([mask, Tensor.ones([rows, 1], dtype: .int64, device: mask.device)], dim: 1)
     positions = Tensor.cat([positions, lastPos], dim: 1)
     return logits()
   }
@@ -144,7 +145,7 @@ public final class BatchDecoder {
   public func add(_ prompts: [[Int]]) -> Tensor {
     precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty }, "BatchDecoder.add: every prompt needs a token")
     return withoutGradients {
-      let batch = PaddedBatch(prompts, padId: padId, side: .left)
+      let batch = PaddedBatch(prompts, padId: padId, side: .left).on(model.embeddingWeight.device)
       let fresh = KVCache(layers: model.config.layers, reserve: reserve)
       let t = batch.tokens.size(1)
       let bias = batch.hasPadding ? Attention.bias(keyMask: batch.mask, queries: t, past: 0, dtype: model.dtype) : nil
@@ -167,9 +168,10 @@ public final class BatchDecoder {
     precondition(tokens.count == rows, "BatchDecoder.step: \(tokens.count) tokens for \(rows) rows")
     return withoutGradients {
       let n = rows
-      let input = Tensor(tokens.map { Int64($0) }, shape: [n, 1])
-      let positions = Tensor(nextPositions.map { Int64($0) }, shape: [n, 1])
-      let ones = Tensor.ones([n, 1], dtype: .int64)
+      let device = model.embeddingWeight.device
+      let input = Tensor(tokens.map { Int64($0) }, shape: [n, 1]).to(device)
+      let positions = Tensor(nextPositions.map { Int64($0) }, shape: [n, 1]).to(device)
+      let ones = Tensor.ones([n, 1], dtype: .int64, device: device)
       let m = mask.map { Tensor.cat([$0, ones], dim: 1) } ?? ones
       mask = m
       let past = cache.length
@@ -192,7 +194,7 @@ public final class BatchDecoder {
       return
     }
     withoutGradients {
-      let index = Tensor(kept.map { Int64($0) }, shape: [kept.count])
+      let index = Tensor(kept.map { Int64($0) }, shape: [kept.count]).to(model.embeddingWeight.device)
       cache.select(rows: index)
       nextPositions = kept.map { nextPositions[$0] }
       guard let m = mask?.indexSelect(dim: 0, index: index) else { return }
@@ -231,7 +233,7 @@ extension Tensor {
   fileprivate func leftPadded(to width: Int) -> Tensor {
     let missing = width - size(1)
     if missing <= 0 { return self }
-    return Tensor.cat([Tensor.zeros([size(0), missing], dtype: dtype), self], dim: 1)
+    return Tensor.cat([Tensor.zeros([size(0), missing], dtype: dtype, device: device), self], dim: 1)
   }
 }
 

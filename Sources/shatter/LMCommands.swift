@@ -104,11 +104,12 @@ struct ScoreCommand: ParsableCommand {
     discussion: "logprobs[i] = log p(tokens[i+1] | tokens[0…i]); total is their sum, the text's log-likelihood.")
 
   @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "The text to score.") var text: String
   @Flag(help: "Print one JSON object {\"tokens\",\"logprobs\",\"total\"} and nothing else on stdout.") var json = false
 
   func run() throws {
-    let loaded = try LoadedModel(model)
+    let loaded = try LoadedModel(model, device: device)
     let ids = try loaded.encodeForContext(text)
     guard ids.count >= 2 else { throw UserError("the text has \(ids.count) token; scoring needs at least 2") }
     let logprobs = withoutGradients { loaded.model.score(PaddedBatch([ids], padId: 0)).tokenLogProbs }
@@ -134,6 +135,7 @@ struct GenerateCommand: ParsableCommand {
     discussion: "Stops at max-new-tokens or at an EOS id from config.json or the tokenizer.")
 
   @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "The prompt text.") var prompt: String
   @Option(help: "Largest number of new tokens.") var maxNewTokens = 32
   @Option(help: "Sampling temperature; 0 picks the most likely token (greedy).") var temperature = 0.0
@@ -152,7 +154,7 @@ struct GenerateCommand: ParsableCommand {
   }
 
   func run() throws {
-    let loaded = try LoadedModel(model)
+    let loaded = try LoadedModel(model, device: device)
     let ids = try loaded.encodeForContext(prompt, reserve: maxNewTokens)
     let stops = loaded.model.stopTokens(tokenizer: loaded.tokenizer)
     let options = SamplingOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK > 0 ? topK : nil,

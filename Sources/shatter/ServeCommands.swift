@@ -39,6 +39,7 @@ struct ChatCommand: ParsableCommand {
 
   @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json with tokenizer_config.json).")
   var model: String
+  @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "A system message opening the conversation (else the template's default, if it has one).") var system: String?
   @Option(help: "Send this one message, print the reply and exit.") var message: String?
   @Flag(help: "With --message: print one JSON object {\"reply\",\"finish_reason\",\"prompt_tokens\",\"completion_tokens\",\"prompt\"}.")
@@ -50,7 +51,7 @@ struct ChatCommand: ParsableCommand {
   }
 
   func run() throws {
-    let loaded = try LoadedModel(model)
+    let loaded = try LoadedModel(model, device: device)
     let session = ChatSession(model: loaded.model, tokenizer: loaded.tokenizer, template: chatTemplate(of: loaded.tokenizer),
                               system: system, options: sampling.sampling, seed: sampling.seed)
     if let message {
@@ -107,6 +108,7 @@ struct ServeCommand: ParsableCommand {
       """)
 
   @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "Address to listen on (loopback by default).") var host = "127.0.0.1"
   @Option(help: "Port to listen on (0: any free port, printed on stderr).") var port = 8000
   @Option(help: "Require 'Authorization: Bearer KEY' on /v1/*.") var apiKey: String?
@@ -123,7 +125,7 @@ struct ServeCommand: ParsableCommand {
   }
 
   func run() throws {
-    let loaded = try LoadedModel(model)
+    let loaded = try LoadedModel(model, device: device)
     var options = ServerOptions()
     options.host = host
     options.port = port
