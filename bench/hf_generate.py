@@ -46,10 +46,15 @@ else:
     ids, attention = enc["input_ids"], enc["attention_mask"]
 
 
+# No stop tokens, as on Shatter's side. (min_new_tokens would instead mask the end-of-sequence token out of
+# the logits, which changes greedy picks.)
+model.generation_config.eos_token_id = None
+
+
 def timed(n):
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(ids, attention_mask=attention, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+        out = model.generate(ids, attention_mask=attention, max_new_tokens=n, do_sample=False,
                              pad_token_id=pad)
     return time.perf_counter() - start, out[:, ids.shape[1]:].tolist()
 

@@ -115,7 +115,6 @@ def out_of_the_box(gpts, facts):
           f"PyTorch {wheel[0]} from PyPI ({'MKL' if wheel[2] == 'True' else 'no MKL'}, {wheel[1]} thread(s)), "
           f"no variables or --threads on either side; median of {repeats} alternating runs")
     print(f"{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'wheel':>9} {'ratio':>7} {'target':>8}")
-    global REPEATS
     saved, REPEATS = REPEATS, repeats
     try:
         for label, args in gpts:
