@@ -81,7 +81,12 @@ def value_iteration_numpy(P, n_states, horizon=None, tol=1e-15):
 
 
 def frozen_lake():
-    out = {"versions": versions(), "tables": [], "randomMaps": [], "trajectories": [], "renders": [], "solutions": []}
+    out = {"versions": versions(), "tables": [], "randomMaps": [], "trajectories": [], "renders": [], "solutions": [],
+           "numpyRandom": []}
+    # The stream Gymnasium seeds: numpy.random.default_rng(seed) = Generator(PCG64(SeedSequence(seed))).
+    for seed in [0, 1, 42, 12345, 2**32 + 7, 2**64 - 1]:
+        rng, _ = gym.utils.seeding.np_random(seed)
+        out["numpyRandom"].append({"seed": str(seed), "values": [float(x) for x in rng.random(6)]})
     cases = [("4x4", MAPS["4x4"]), ("8x8", MAPS["8x8"])]
     random_maps = [(4, 0.8, 0), (5, 0.7, 1), (6, 0.6, 3), (8, 0.8, 42), (8, 0.5, 7), (10, 0.9, 123), (3, 0.3, 5)]
     for size, p, seed in random_maps:
