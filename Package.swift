@@ -73,7 +73,7 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "Torch"]),
     .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
-    .testTarget(name: "WorldsTests", dependencies: ["Worlds"]),
+    .testTarget(name: "WorldsTests", dependencies: ["Worlds"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Worlds", "Alignment", "Torch"]),
     .testTarget(name: "ServeTests", dependencies: ["Serve", "LM", "Torch"]),
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),

@@ -27,11 +27,11 @@ def run(cmd, env=None):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def pair(shatter_args, peer_script, peer_args, metric, python=PYTHON, env=None, threads=True):
+def pair(shatter_args, peer_script, peer_args, metric, python=PYTHON, env=None, threads=True, repeats=None):
     """REPEATS alternating runs; with threads=False neither side is given --threads (each keeps its default)."""
     flags = ["--threads", THREADS] if threads else []
     s_runs, p_runs, ratios = [], [], []
-    for _ in range(REPEATS):
+    for _ in range(repeats or REPEATS):
         s = run([SHATTER, "bench", *shatter_args, *flags], env)
         p = run([python, os.path.join("bench", peer_script), *peer_args, *flags], env)
         s_runs.append(s)
@@ -115,16 +115,12 @@ def out_of_the_box(gpts, facts):
           f"PyTorch {wheel[0]} from PyPI ({'MKL' if wheel[2] == 'True' else 'no MKL'}, {wheel[1]} thread(s)), "
           f"no variables or --threads on either side; median of {repeats} alternating runs")
     print(f"{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'wheel':>9} {'ratio':>7} {'target':>8}")
-    saved, REPEATS = REPEATS, repeats
-    try:
-        for label, args in gpts:
-            s, p, r, _, _ = pair(["train", "--arch", "gpt2", *args], "gpt2_step.py", args, "tokens_per_second",
-                                 python=WHEEL_PYTHON, env=OUT_OF_THE_BOX, threads=False)
-            target = WHEEL_TARGETS.get(label)
-            verdict = "" if target is None else f">= {target}x {'met' if r >= target else 'NOT met'}"
-            print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {verdict}")
-    finally:
-        REPEATS = saved
+    for label, args in gpts:
+        s, p, r, _, _ = pair(["train", "--arch", "gpt2", *args], "gpt2_step.py", args, "tokens_per_second",
+                             python=WHEEL_PYTHON, env=OUT_OF_THE_BOX, threads=False, repeats=repeats)
+        target = WHEEL_TARGETS.get(label)
+        verdict = "" if target is None else f">= {target}x {'met' if r >= target else 'NOT met'}"
+        print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {verdict}")
 
 
 MODEL = os.path.join(ROOT, "models/smollm2-135m-instruct")
