@@ -30,6 +30,7 @@ let package = Package(
     .library(name: "LM", targets: ["LM"]),
     .library(name: "Alignment", targets: ["Alignment"]),
     .library(name: "Worlds", targets: ["Worlds"]),
+    .library(name: "Agents", targets: ["Agents"]),
     .library(name: "Experiments", targets: ["Experiments"]),
     .library(name: "Serve", targets: ["Serve"]),
   ],
@@ -37,6 +38,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
   ],
   // Targets by layer (ARCHITECTURE.md): each imports only the ones above it; tests follow their layer.
   targets: [
@@ -57,6 +60,12 @@ let package = Package(
     .target(name: "LM", dependencies: ["NN", "Torch"]),
     .target(name: "Alignment", dependencies: ["LM", "NN", "Torch"]),
     .target(name: "Worlds"),
+    .target(
+      name: "Agents",
+      dependencies: ["Worlds", "LM", "Torch", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                     .product(name: "NIOCore", package: "swift-nio")],
+      resources: [.copy("Prompts")]
+    ),
     .target(name: "Experiments", dependencies: ["Worlds", "Alignment", "LM", "NN", "Torch"]),
     .target(
       name: "Serve",
@@ -65,7 +74,7 @@ let package = Package(
     .executableTarget(
       name: "shatter",
       dependencies: [
-        "Torch", "NN", "LM", "Alignment", "Experiments", "Serve", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Torch", "NN", "LM", "Alignment", "Experiments", "Serve", "Agents", "Worlds", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]
     ),
@@ -76,6 +85,7 @@ let package = Package(
     .testTarget(name: "WorldsTests", dependencies: ["Worlds"], resources: [.copy("Fixtures")]),
     .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Worlds", "Alignment", "Torch"]),
     .testTarget(name: "ServeTests", dependencies: ["Serve", "LM", "Torch"]),
+    .testTarget(name: "AgentsTests", dependencies: ["Agents", "Serve", "Worlds", "LM", "Torch"]),
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),
   ],
   cxxLanguageStandard: .cxx17

@@ -1,0 +1,82 @@
+import Foundation
+import LM
+import Torch
+
+/// How one reply is drawn.
+public struct ChatOptions: Sendable, Equatable {
+  public var temperature: Double
+  public var maxTokens: Int
+  /// Strings that end the reply (not included).
+  public var stop: [String]
+  /// Seeds the draw where the backend can (the local model always; servers that take a `seed`).
+  public var seed: UInt64?
+
+  public init(temperature: Double = 0, maxTokens: Int = 256, stop: [String] = [], seed: UInt64? = nil) {
+    self.temperature = temperature
+    self.maxTokens = maxTokens
+    self.stop = stop
+    self.seed = seed
+  }
+}
+
+/// A chat model behind one call: messages in, the assistant's reply out. The agents talk to every model
+/// (the local one, an OpenAI-compatible server, a script in tests) through this.
+public protocol ChatBackend: Sendable {
+  /// A short name for transcripts and reports ("local:smollm2-135m-instruct", "http://…/v1 model", "scripted").
+  var name: String { get }
+  func reply(to messages: [ChatMessage], options: ChatOptions) async throws -> String
+}
+
+/// A backend that fails: a server that kept refusing, a local model that could not take the prompt.
+public struct ChatBackendError: Error, CustomStringConvertible, Sendable {
+  public let message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// Replies written by a test: a function of the conversation (and of how many calls came before).
+public final class ScriptedChatBackend: ChatBackend, @unchecked Sendable {
+  public let name = "scripted"
+  private let lock = NSLock()
+  private var calls = 0
+  private let script: @Sendable (_ messages: [ChatMessage], _ call: Int) -> String
+  /// Every conversation it was sent, in order.
+  public private(set) var received: [[ChatMessage]] = []
+
+  public init(_ script: @escaping @Sendable (_ messages: [ChatMessage], _ call: Int) -> String) {
+    self.script = script
+  }
+
+  public func reply(to messages: [ChatMessage], options: ChatOptions) async throws -> String {
+    let call: Int = lock.withLock {
+      received.append(messages)
+      calls += 1
+      return calls - 1
+    }
+    return script(messages, call)
+  }
+}
+
+/// The local model (any checkpoint or GGUF Shatter loads) with its chat template. Calls run one at a time.
+public final class LocalChatBackend: ChatBackend, @unchecked Sendable {
+  public let name: String
+  private let chat: ChatModel
+  private let lock = NSLock()
+
+  public init(_ chat: ChatModel, name: String) {
+    self.chat = chat
+    self.name = name
+  }
+
+  public func reply(to messages: [ChatMessage], options: ChatOptions) async throws -> String {
+    let sampling = SamplingOptions(maxNewTokens: options.maxTokens, temperature: options.temperature)
+    let seed = options.seed ?? 0
+    do {
+      return try lock.withLock {
+        try chat.complete(messages, options: sampling, seed: seed, stopStrings: options.stop).text
+      }
+    } catch let e as ChatInputError {
+      throw ChatBackendError("\(name): \(e.message)")
+    }
+  }
+}
