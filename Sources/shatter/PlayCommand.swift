@@ -99,6 +99,7 @@ struct PlayCommand: ParsableCommand {
   @Option(help: "Tokens per world-model, value and act reply.") var maxTokens: Int = 96
   @Option(help: "Tokens per rules or playbook rewrite.") var reflectionTokens: Int = 256
   @Option(help: "Sampling temperature of the model's replies (0: greedy).") var temperature: Double = 0
+  @Option(help: "Steps per episode at most (the game's own step or turn limit applies too).") var maxSteps: Int = 100
   @Option(help: "A folder of prompt templates (system.txt, world_model.txt, value.txt, act.txt, rules.txt, playbook.txt) replacing the built-in ones file by file.")
   var prompts: String?
   @Option(help: "Write every model call (prompt, reply, parse result) to this JSONL file.") var transcript: String?
@@ -109,8 +110,8 @@ struct PlayCommand: ParsableCommand {
       throw ValidationError("--agent \(agent): expected one of \(AgentKind.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     guard episodes >= 1 else { throw ValidationError("--episodes must be at least 1") }
-    guard candidates >= 1, maxTokens >= 1, reflectionTokens >= 1 else {
-      throw ValidationError("--candidates, --max-tokens and --reflection-tokens must be at least 1")
+    guard candidates >= 1, maxTokens >= 1, reflectionTokens >= 1, maxSteps >= 1 else {
+      throw ValidationError("--candidates, --max-tokens, --reflection-tokens and --max-steps must be at least 1")
     }
     guard temperature >= 0 else { throw ValidationError("--temperature must be at least 0") }
     if source.endpoint != nil && source.model != nil { throw ValidationError("give --model or --endpoint, not both") }
@@ -127,6 +128,7 @@ struct PlayCommand: ParsableCommand {
     settings.maxTokens = maxTokens
     settings.reflectionTokens = reflectionTokens
     settings.temperature = temperature
+    settings.maxSteps = maxSteps
     let agent = try GameAgent(kind: kind, backend: backend, prompts: templates, settings: settings, transcript: writer, seed: seed)
     let (episodes, seed, json) = (self.episodes, self.seed, self.json)
     let records: [EpisodeRecord] = try blocking {
