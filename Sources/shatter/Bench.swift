@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
     abstract: "Time training workloads; `make bench` runs these beside the same workloads in PyTorch.",
-    subcommands: [MLPBench.self, TrainBench.self, GenerateBench.self, ModelGenerateBench.self, SgemmBench.self,
+    subcommands: [MLPBench.self, TrainBench.self, GenerateBench.self, ModelGenerateBench.self, SgemmBench.self, SokobanBench.self,
                   DeviceBench.self]
   )
 }
