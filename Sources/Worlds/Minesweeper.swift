@@ -185,9 +185,8 @@ public struct Minesweeper: TextGame, Sendable {
     func refuseMove(_ reason: String) {
       invalid = reason
       if rules == .textArena {
-        if errorCount < 1 {
-          errorCount += 1
-          message = "You attempted an invalid move. Reason: \(reason) Please resubmit a valid move and remember to follow the game rules to avoid penalties."
+        if let warning = GameRules.textArenaWarning(reason, errorCount: &errorCount) {
+          message = warning
         } else {
           reward = completion
           lost = true
@@ -293,9 +292,8 @@ public struct Minesweeper: TextGame, Sendable {
     var lost = false
     var message: String?
     if rules == .textArena {
-      if errorCount < 1 {
-        errorCount += 1
-        message = "You attempted an invalid move. Reason: \(reason) Please resubmit a valid move and remember to follow the game rules to avoid penalties."
+      if let warning = GameRules.textArenaWarning(reason, errorCount: &errorCount) {
+        message = warning
       } else {
         reward = completion
         lost = true

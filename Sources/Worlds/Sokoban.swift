@@ -326,9 +326,8 @@ public struct Sokoban: TextGame, Sendable {
     var reward = 0.0
     var message: String?
     if rules == .textArena {
-      if errorCount < 1 {
-        errorCount += 1
-        message = "You attempted an invalid move. Reason: \(reason) Please resubmit a valid move and remember to follow the game rules to avoid penalties."
+      if let warning = GameRules.textArenaWarning(reason, errorCount: &errorCount) {
+        message = warning
       } else {
         terminated = true
         reward = completion

@@ -132,6 +132,16 @@ public enum GameRules: Sendable, Equatable {
   case sparse
 }
 
+extension GameRules {
+  /// TextArena's warning for an invalid move it forgives (the first in a row), counting it; nil when this
+  /// one is the second in a row and ends the episode.
+  static func textArenaWarning(_ reason: String, errorCount: inout Int) -> String? {
+    guard errorCount < 1 else { return nil }
+    errorCount += 1
+    return "You attempted an invalid move. Reason: \(reason) Please resubmit a valid move and remember to follow the game rules to avoid penalties."
+  }
+}
+
 /// The parsing both TextArena games share: bracketed groups first, then (lenient) the bare reply.
 enum ReplyScanner {
   /// The contents of every `[...]` group, in order.
