@@ -38,7 +38,6 @@ public struct ChatBackendError: Error, CustomStringConvertible, Sendable {
 public final class ScriptedChatBackend: ChatBackend, @unchecked Sendable {
   public let name = "scripted"
   private let lock = NSLock()
-  private var calls = 0
   private let script: @Sendable (_ messages: [ChatMessage], _ call: Int) -> String
   /// Every conversation it was sent, in order.
   public private(set) var received: [[ChatMessage]] = []
@@ -50,8 +49,7 @@ public final class ScriptedChatBackend: ChatBackend, @unchecked Sendable {
   public func reply(to messages: [ChatMessage], options: ChatOptions) async throws -> String {
     let call: Int = lock.withLock {
       received.append(messages)
-      calls += 1
-      return calls - 1
+      return received.count - 1
     }
     return script(messages, call)
   }

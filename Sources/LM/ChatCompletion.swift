@@ -4,7 +4,12 @@ import Torch
 /// A reply a model could not be asked for: the conversation does not fit the context or the vocabulary.
 public struct ChatInputError: Error, CustomStringConvertible, Sendable {
   public let message: String
-  public init(_ message: String) { self.message = message }
+  /// The conversation is longer than the model's context (a new conversation would fit).
+  public let exceedsContext: Bool
+  public init(_ message: String, exceedsContext: Bool = false) {
+    self.message = message
+    self.exceedsContext = exceedsContext
+  }
   public var description: String { message }
 }
 
@@ -23,11 +28,16 @@ public struct ChatModel {
     self.model = model
     self.tokenizer = tokenizer
     self.template = template
+    stopTokens = Self.stopTokens(model: model, tokenizer: tokenizer)
+  }
+
+  /// EOS ids of config.json and the tokenizer, and the end-of-turn markers the tokenizer has.
+  public static func stopTokens(model: any CausalLM, tokenizer: any TextTokenizer) -> Set<Int> {
     var stops = model.stopTokens(tokenizer: tokenizer)
     for marker in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>"] {
       if let id = tokenizer.tokenId(marker) { stops.insert(id) }
     }
-    stopTokens = stops
+    return stops
   }
 
   public struct Completion: Sendable {
@@ -49,7 +59,8 @@ public struct ChatModel {
     let context = model.config.maxPositions
     guard !ids.isEmpty else { throw ChatInputError("the conversation encodes to no tokens") }
     guard ids.count < context else {
-      throw ChatInputError("the conversation has \(ids.count) tokens, more than the model's context of \(context) tokens")
+      throw ChatInputError("the conversation has \(ids.count) tokens, more than the model's context of \(context) tokens",
+                           exceedsContext: true)
     }
     let vocabulary = min(model.config.vocabSize, tokenizer.vocabularySize)
     if let bad = ids.first(where: { $0 >= vocabulary }) {

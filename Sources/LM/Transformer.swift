@@ -72,10 +72,7 @@ public final class KVCache {
   func append(layer: Int, keys k: Tensor, values v: Tensor) -> (Tensor, Tensor) {
     let shape = k.shape
     let t = shape[2], start = lengths[layer], end = start + t
-    if (keyBuffers[layer]?.size(2) ?? 0) < end {
-      let room = Swift.max(end, reserve, 2 * (keyBuffers[layer]?.size(2) ?? 0))
-      store(layer, keys: keys(layer), values: values(layer), shape: [shape[0], shape[1], room, shape[3]], like: k)
-    }
+    makeRoom(layer, positions: end, rows: shape[0], heads: shape[1], dim: shape[3], like: k)
     let kb = keyBuffers[layer].unsafelyUnwrapped, vb = valueBuffers[layer].unsafelyUnwrapped
     kb.narrow(dim: 2, start: start, length: t).copy_(k)
     vb.narrow(dim: 2, start: start, length: t).copy_(v)
@@ -98,15 +95,21 @@ public final class KVCache {
   func decodeAttention(layer: Int, q: Tensor, k: Tensor, v: Tensor, cos: Tensor?, sin: Tensor?, heads: Int,
                        bias: Tensor?) -> Tensor {
     let past = lengths[layer]
-    if (keyBuffers[layer]?.size(2) ?? 0) <= past {
-      let s = k.shape, d = q.size(2) / heads
-      let room = Swift.max(past + 1, reserve, 2 * (keyBuffers[layer]?.size(2) ?? 0))
-      store(layer, keys: keys(layer), values: values(layer), shape: [s[0], s[2] / d, room, d], like: k)
-    }
+    let d = q.size(2) / heads
+    makeRoom(layer, positions: past + 1, rows: k.size(0), heads: k.size(2) / d, dim: d, like: k)
     let out = Tensor.decodeAttention(q: q, k: k, v: v, cos: cos, sin: sin, keyCache: keyBuffers[layer].unsafelyUnwrapped,
                                      valueCache: valueBuffers[layer].unsafelyUnwrapped, past: past, heads: heads, bias: bias)
     lengths[layer] = past + 1
     return out
+  }
+
+  /// Grows layer `l`'s buffers, keeping what they hold, when they have room for fewer than `positions`:
+  /// to at least the reserve and twice the old capacity.
+  private func makeRoom(_ l: Int, positions: Int, rows: Int, heads: Int, dim: Int, like model: Tensor) {
+    let capacity = keyBuffers[l]?.size(2) ?? 0
+    guard capacity < positions else { return }
+    let room = Swift.max(positions, reserve, 2 * capacity)
+    store(l, keys: keys(l), values: values(l), shape: [rows, heads, room, dim], like: model)
   }
 
   /// Makes layer `l`'s buffers [B, H_kv, capacity, D] (`shape`, dtype and device of `like`) holding `k`, `v`

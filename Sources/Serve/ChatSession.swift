@@ -5,7 +5,7 @@ import Torch
 /// The ids that end a completion for this model: EOS ids of config.json and the tokenizer, and the
 /// end-of-turn markers of the chat families (`<|im_end|>`, `<|eot_id|>`, `<|endoftext|>`).
 public func completionStopTokens(model: any CausalLM, tokenizer: any TextTokenizer) -> Set<Int> {
-  ChatModel(model: model, tokenizer: tokenizer, template: .chatML).stopTokens
+  ChatModel.stopTokens(model: model, tokenizer: tokenizer)
 }
 
 /// A conversation with a local model in the terminal: the model's chat template renders the history,
@@ -36,7 +36,6 @@ public final class ChatSession {
     self.system = system
     self.options = options
     self.seed = seed
-    self.options.stopTokens.formUnion(completionStopTokens(model: model, tokenizer: tokenizer))
     reset()
   }
 
@@ -53,7 +52,7 @@ public final class ChatSession {
     do {
       r = try chat.complete(turns, options: options, seed: seed, onPiece: onPiece)
     } catch let e as ChatInputError {
-      throw APIError.invalid("message", e.message + (e.message.contains("context") ? "; /reset starts a new one" : ""))
+      throw APIError.invalid("message", e.message + (e.exceedsContext ? "; /reset starts a new one" : ""))
     }
     history = turns + [ChatMessage(role: "assistant", content: r.text)]
     return Reply(text: r.text, finish: r.stopped ? .stop : .length, promptTokens: r.promptTokens,

@@ -64,20 +64,6 @@ struct AgentModelOptions: ParsableArguments {
   }
 }
 
-/// Runs an async body from a synchronous command, as `shatter serve` does.
-final class ResultBox<T>: @unchecked Sendable { var result: Result<T, any Error>? }
-
-func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-  let box = ResultBox<T>()
-  let done = DispatchSemaphore(value: 0)
-  Task {
-    do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-    done.signal()
-  }
-  done.wait()
-  return try box.result!.get()
-}
-
 struct PlayCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "play",

@@ -137,23 +137,15 @@ struct ServeCommand: ParsableCommand {
                                   stopTokens: completionStopTokens(model: loaded.model, tokenizer: loaded.tokenizer), maxBatch: maxBatch)
     let server = OpenAIServer(engine: engine, chatTemplate: chatTemplate(of: loaded.tokenizer), options: options)
     let name = options.modelName, context = engine.contextLength, host = self.host
-    let failure = ErrorBox()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-      do {
+    do {
+      try blocking {
         try await server.run { port in
           FileHandle.standardError.write(Data("shatter serve: listening on http://\(host):\(port) (model \(name), context \(context))\n".utf8))
         }
-      } catch {
-        failure.error = error
       }
-      done.signal()
+    } catch {
+      throw UserError("serve: \(error)")
     }
-    done.wait()
-    if let error = failure.error { throw UserError("serve: \(error)") }
   }
 }
 
-final class ErrorBox: @unchecked Sendable {
-  var error: (any Error)?
-}

@@ -60,6 +60,20 @@ struct VersionCommand: ParsableCommand {
 }
 
 /// Prints exactly one JSON object on stdout.
+final class ResultBox<T>: @unchecked Sendable { var result: Result<T, any Error>? }
+
+/// Runs an async body from a synchronous command (`serve`, `play`) and returns what it returns or throws.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+  let box = ResultBox<T>()
+  let done = DispatchSemaphore(value: 0)
+  Task {
+    do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
+    done.signal()
+  }
+  done.wait()
+  return try box.result!.get()
+}
+
 func printJSON(_ object: [String: Any]) {
   let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
   print(String(decoding: data, as: UTF8.self))
