@@ -33,7 +33,26 @@ extension Shatter {
       FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
       Foundation.exit(2)
     }
-    main(args)
+    do {
+      var command = try parseAsRoot(args)
+      try command.run()
+    } catch {
+      finish(with: error)
+    }
+  }
+
+  /// Prints an error, or the help a `--help` asked for, in one write, and exits with its code.
+  /// ArgumentParser's own `exit(withError:)` writes standard error a byte at a time, so the messages of
+  /// ranks that fail together under `shatter launch` interleaved character by character.
+  static func finish(with error: Error) -> Never {
+    let code = exitCode(for: error)
+    let message = fullMessage(for: error)
+    if code == .success {
+      if !message.isEmpty { print(message) }
+    } else {
+      FileHandle.standardError.write(Data((message.isEmpty ? "" : message + "\n").utf8))
+    }
+    Foundation.exit(code.rawValue)
   }
 }
 
