@@ -31,7 +31,7 @@ public enum AgentKind: String, CaseIterable, Sendable, Codable {
 
 /// The prompt templates (`{{name}}` placeholders), built in and overridable file by file from a folder
 /// (`system.txt`, `world_model.txt`, `value.txt`, `act.txt`, `rules.txt`, `playbook.txt`).
-public struct CELPrompts: Sendable, Equatable {
+public struct CELPrompts: Sendable, Equatable, Codable {
   public var system: String, worldModel: String, value: String, act: String, rules: String, playbook: String
   static let files = ["system", "world_model", "value", "act", "rules", "playbook"]
 
@@ -60,7 +60,7 @@ public struct CELPrompts: Sendable, Equatable {
 }
 
 /// Settings of a model-driven agent.
-public struct AgentSettings: Sendable, Equatable {
+public struct AgentSettings: Sendable, Equatable, Codable {
   /// Legal actions looked ahead at per step; games with more (Minesweeper's cells) get a seeded sample.
   public var candidates = 4
   /// Tokens per world-model, value and act reply.
@@ -135,9 +135,19 @@ public final class GameAgent: @unchecked Sendable {
   /// What CEL believes the rules are (empty before the first episode).
   public private(set) var rules = ""
   public private(set) var playbook = ""
-  private var calls = 0, retries = 0, fallbacks = 0
+  private let counters = Counters()
+  private let seed: UInt64
   private var rng: SplitMix64
   private var gameName = "", episode = 0
+
+  /// Model calls, retries and fallbacks so far; look-ahead candidates count theirs concurrently.
+  private final class Counters: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values = (calls: 0, retries: 0, fallbacks: 0)
+    var snapshot: (calls: Int, retries: Int, fallbacks: Int) { lock.withLock { values } }
+    func called(retry: Bool) { lock.withLock { values.calls += 1; if retry { values.retries += 1 } } }
+    func fellBack() { lock.withLock { values.fallbacks += 1 } }
+  }
 
   public init(kind: AgentKind, backend: (any ChatBackend)?, prompts: CELPrompts, settings: AgentSettings = AgentSettings(),
               transcript: TranscriptWriter? = nil, seed: UInt64 = 0) throws {
@@ -147,7 +157,15 @@ public final class GameAgent: @unchecked Sendable {
     self.prompts = prompts
     self.settings = settings
     self.transcript = transcript
+    self.seed = seed
     rng = SplitMix64(seed: seed ^ 0xC3E1)
+  }
+
+  /// Takes up the rules and playbook an earlier run of this agent ended an episode with (resuming an
+  /// experiment): with the episode's seed, the next episode is then the one an uninterrupted run plays.
+  public func restore(rules: String, playbook: String) {
+    self.rules = rules
+    self.playbook = playbook
   }
 
   /// Plays one episode from `game.reset(seed:)`; then, for CEL, rewrites the rules and the playbook.
@@ -155,7 +173,9 @@ public final class GameAgent: @unchecked Sendable {
                                     onStep: ((StepEvent) -> Void)? = nil) async throws -> EpisodeRecord {
     self.gameName = gameName
     self.episode = episode
-    let (calls0, retries0, fallbacks0) = (calls, retries, fallbacks)
+    // Each episode's draws depend on the agent's seed and the episode's only, so a resumed run replays it.
+    rng = SplitMix64(seed: self.seed ^ 0xC3E1 ^ (seed &* 0x9E37_79B9_7F4A_7C15))
+    let before0 = counters.snapshot
     var observation = game.reset(seed: seed)
     let trueRules = game.instructions
     var trajectory: [String] = []
@@ -181,20 +201,50 @@ public final class GameAgent: @unchecked Sendable {
     let text = story.joined(separator: "\n\n")
     if kind.inducesRules {
       let reply = try await ask("rules", CELPrompts.fill(prompts.rules, ["trajectory": text, "rules": rulesText]),
-                                maxTokens: settings.reflectionTokens, step: nil)
-      let cleaned = reply.trimmingCharacters(in: .whitespacesAndNewlines)
+                                maxTokens: settings.reflectionTokens, step: nil, seed: rng.next())
+      let cleaned = GameAgent.condensed(reply)
       if !cleaned.isEmpty { rules = cleaned }
     }
     if kind.writesPlaybook {
       let reply = try await ask("playbook", CELPrompts.fill(prompts.playbook, [
         "trajectory": text, "rules": rulesText, "playbook": playbookText,
-      ]), maxTokens: settings.reflectionTokens, step: nil)
-      let cleaned = reply.trimmingCharacters(in: .whitespacesAndNewlines)
+      ]), maxTokens: settings.reflectionTokens, step: nil, seed: rng.next())
+      let cleaned = GameAgent.condensed(reply)
       if !cleaned.isEmpty { playbook = cleaned }
     }
+    let after = counters.snapshot
     return EpisodeRecord(agent: kind.rawValue, game: gameName, episode: episode, seed: seed, steps: steps, reward: total,
-                         won: game.won, modelCalls: calls - calls0, retries: retries - retries0,
-                         fallbacks: fallbacks - fallbacks0, rules: rules, playbook: playbook)
+                         won: game.won, modelCalls: after.calls - before0.calls, retries: after.retries - before0.retries,
+                         fallbacks: after.fallbacks - before0.fallbacks, rules: rules, playbook: playbook)
+  }
+
+  /// A rules or playbook reply with its repeats dropped: small models loop ("The game is a puzzle. The game
+  /// is a puzzle. …") until the token budget ends them, and the loop would then fill every later prompt.
+  /// Keeps each sentence or line the first time it appears, and drops a last sentence the budget cut off
+  /// when a whole one came before it.
+  static func condensed(_ reply: String) -> String {
+    // Pieces end at a newline, or at . ! ? followed by white space (so "0.5" stays whole).
+    let chars = Array(reply)
+    var pieces: [String] = [], current = ""
+    for (i, ch) in chars.enumerated() {
+      current.append(ch)
+      // A list number ("2. ") is not a sentence of its own.
+      let endsSentence = ".!?".contains(ch) && (i + 1 == chars.count || chars[i + 1].isWhitespace)
+        && current.contains(where: \.isLetter)
+      if ch == "\n" || endsSentence {
+        pieces.append(current)
+        current = ""
+      }
+    }
+    var seen = Set<String>(), kept = ""
+    for piece in pieces {
+      let key = piece.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+      if key.isEmpty || seen.insert(key).inserted { kept += piece }
+    }
+    let tail = current.trimmingCharacters(in: .whitespacesAndNewlines)
+    if kept.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { kept = tail }
+    while kept.contains("\n\n\n") { kept = kept.replacingOccurrences(of: "\n\n\n", with: "\n\n") }
+    return kept.trimmingCharacters(in: .whitespacesAndNewlines)
   }
 
   private var rulesText: String { rules.isEmpty ? "(nothing yet: you only know the actions)" : rules }
@@ -214,7 +264,7 @@ public final class GameAgent: @unchecked Sendable {
       return (randomAction(legal), [:], false)
     case .solver:
       if let a = game.solverAction(), legal.contains(a) { return (a, [:], false) }
-      fallbacks += 1
+      counters.fellBack()
       return (randomAction(legal), [:], true)
     case .cel, .celNoRules, .celNoPlaybook:
       return try await lookAhead(legal, observation: observation, step: step)
@@ -231,7 +281,8 @@ public final class GameAgent: @unchecked Sendable {
       ])
       var messages = [ChatMessage(role: "system", content: prompts.system), ChatMessage(role: "user", content: prompt)]
       for attempt in 0..<2 {
-        let reply = try await call("act", messages, maxTokens: settings.maxTokens, step: step, retry: attempt > 0) { reply in
+        let reply = try await call("act", messages, maxTokens: settings.maxTokens, step: step, retry: attempt > 0,
+                                   seed: rng.next()) { reply in
           if case .success(let a) = game.parseAction(reply), legal.contains(a) { return a.description }
           return nil
         }
@@ -239,48 +290,67 @@ public final class GameAgent: @unchecked Sendable {
         messages += [ChatMessage(role: "assistant", content: reply),
                      ChatMessage(role: "user", content: "That names no legal action. Answer with exactly one of: \(names.joined(separator: ", ")).")]
       }
-      fallbacks += 1
+      counters.fellBack()
       return (randomAction(legal), [:], true)
     }
   }
 
   /// CEL's step: for each candidate action, the world model predicts the outcome and the value function
-  /// judges it; the best-judged action is taken (ties: the first in a seeded shuffle).
-  private func lookAhead<A: CustomStringConvertible & Hashable>(_ legal: [A], observation: Observation, step: Int)
+  /// judges it; the best-judged action is taken (ties: the first in a seeded shuffle). The candidates are
+  /// asked at the same time, so a batching backend decodes them together.
+  private func lookAhead<A: CustomStringConvertible & Hashable & Sendable>(_ legal: [A], observation: Observation, step: Int)
     async throws -> (A, [String: Double], Bool)
   {
     var candidates = legal
     candidates.shuffle(using: &rng)
     candidates = Array(candidates.prefix(max(1, settings.candidates)))
-    var best: (A, Double)?
-    var values: [String: Double] = [:]
-    for action in candidates {
-      let prediction = try await ask("world_model", CELPrompts.fill(prompts.worldModel, [
-        "rules": rulesText, "board": observation.text, "action": action.description,
-      ]), maxTokens: settings.maxTokens, step: step)
-      let valuePrompt = CELPrompts.fill(prompts.value, [
-        "rules": rulesText, "playbook": playbookText, "board": observation.text, "action": action.description,
-        "prediction": prediction,
-      ])
-      var messages = [ChatMessage(role: "system", content: prompts.system), ChatMessage(role: "user", content: valuePrompt)]
-      var value: Double?
-      for attempt in 0..<2 where value == nil {
-        let reply = try await call("value", messages, maxTokens: 16, step: step, retry: attempt > 0) { reply in
-          GameAgent.judgement(reply).map { String($0) }
-        }
-        value = GameAgent.judgement(reply)
-        if value == nil {
-          messages += [ChatMessage(role: "assistant", content: reply),
-                       ChatMessage(role: "user", content: "Answer with one word: High, Medium or Low.")]
+    // Seeds are drawn here, in candidate order, so the replies do not depend on which call finishes first.
+    let seeds = candidates.map { _ in (rng.next(), rng.next(), rng.next()) }
+    let judged = try await withThrowingTaskGroup(of: (Int, Double?).self) { group in
+      for (i, action) in candidates.enumerated() {
+        group.addTask {
+          (i, try await self.judge(action.description, observation: observation, step: step, seeds: seeds[i]))
         }
       }
+      var out = [Double?](repeating: nil, count: candidates.count)
+      for try await (i, value) in group { out[i] = value }
+      return out
+    }
+    var best: (A, Double)?
+    var values: [String: Double] = [:]
+    for (action, value) in zip(candidates, judged) {
       guard let value else { continue }
       values[action.description] = value
       if best == nil || value > best!.1 { best = (action, value) }
     }
     if let best { return (best.0, values, false) }
-    fallbacks += 1
+    counters.fellBack()
     return (randomAction(legal), values, true)
+  }
+
+  /// One candidate's look-ahead: the world model's prediction, then the value function's judgement of it
+  /// (asked again once when it names none); nil when no judgement could be read.
+  private func judge(_ action: String, observation: Observation, step: Int, seeds: (UInt64, UInt64, UInt64))
+    async throws -> Double?
+  {
+    let prediction = try await ask("world_model", CELPrompts.fill(prompts.worldModel, [
+      "rules": rulesText, "board": observation.text, "action": action,
+    ]), maxTokens: settings.maxTokens, step: step, seed: seeds.0)
+    let valuePrompt = CELPrompts.fill(prompts.value, [
+      "rules": rulesText, "playbook": playbookText, "board": observation.text, "action": action,
+      "prediction": prediction,
+    ])
+    var messages = [ChatMessage(role: "system", content: prompts.system), ChatMessage(role: "user", content: valuePrompt)]
+    for attempt in 0..<2 {
+      let reply = try await call("value", messages, maxTokens: 16, step: step, retry: attempt > 0,
+                                 seed: attempt == 0 ? seeds.1 : seeds.2) { reply in
+        GameAgent.judgement(reply).map { String($0) }
+      }
+      if let value = GameAgent.judgement(reply) { return value }
+      messages += [ChatMessage(role: "assistant", content: reply),
+                   ChatMessage(role: "user", content: "Answer with one word: High, Medium or Low.")]
+    }
+    return nil
   }
 
   /// High / Medium / Low (the first that appears) as 1, 0.5, 0; else a number in [0, 1]; else nil.
@@ -294,20 +364,18 @@ public final class GameAgent: @unchecked Sendable {
     return nil
   }
 
-  private func ask(_ role: String, _ prompt: String, maxTokens: Int, step: Int?) async throws -> String {
+  private func ask(_ role: String, _ prompt: String, maxTokens: Int, step: Int?, seed: UInt64) async throws -> String {
     try await call(role, [ChatMessage(role: "system", content: prompts.system), ChatMessage(role: "user", content: prompt)],
-                   maxTokens: maxTokens, step: step, retry: false) { reply in
+                   maxTokens: maxTokens, step: step, retry: false, seed: seed) { reply in
       reply.isEmpty ? nil : "\(reply.count) characters"
     }
   }
 
-  private func call(_ role: String, _ messages: [ChatMessage], maxTokens: Int, step: Int?, retry: Bool,
+  private func call(_ role: String, _ messages: [ChatMessage], maxTokens: Int, step: Int?, retry: Bool, seed: UInt64,
                     parse: (String) -> String?) async throws -> String {
     guard let backend else { throw ChatBackendError("the \(kind.rawValue) agent has no model") }
-    calls += 1
-    if retry { retries += 1 }
-    let options = ChatOptions(temperature: settings.temperature, maxTokens: maxTokens,
-                              seed: rng.next() & 0xFFFF_FFFF)
+    counters.called(retry: retry)
+    let options = ChatOptions(temperature: settings.temperature, maxTokens: maxTokens, seed: seed & 0xFFFF_FFFF)
     let reply = try await backend.reply(to: messages, options: options)
     transcript?.write(TranscriptEntry(agent: kind.rawValue, game: gameName, episode: episode, step: step, call: role,
                                       messages: messages, reply: reply, parsed: parse(reply), retry: retry))

@@ -55,26 +55,36 @@ public final class ScriptedChatBackend: ChatBackend, @unchecked Sendable {
   }
 }
 
-/// The local model (any checkpoint or GGUF Shatter loads) with its chat template. Calls run one at a time.
+/// The local model (any checkpoint or GGUF Shatter loads) with its chat template, on a continuous-batching
+/// `GenerationEngine`: calls made at the same time (CEL's look-ahead candidates, the jobs of an experiment)
+/// decode together in one batch, and a greedy reply is the one a lone call gets.
 public final class LocalChatBackend: ChatBackend, @unchecked Sendable {
   public let name: String
   private let chat: ChatModel
-  private let lock = NSLock()
+  private let engine: GenerationEngine
 
-  public init(_ chat: ChatModel, name: String) {
+  /// - maxBatch: replies decoded together at most.
+  public init(_ chat: ChatModel, name: String, maxBatch: Int = 16) {
     self.chat = chat
     self.name = name
+    engine = GenerationEngine(model: chat.model, tokenizer: chat.tokenizer, stopTokens: chat.stopTokens, maxBatch: maxBatch)
   }
 
+  deinit { engine.shutdown() }
+
+  /// The engine's counters (decode steps, the largest batch).
+  public var stats: EngineStats { engine.stats }
+
   public func reply(to messages: [ChatMessage], options: ChatOptions) async throws -> String {
-    let sampling = SamplingOptions(maxNewTokens: options.maxTokens, temperature: options.temperature)
-    let seed = options.seed ?? 0
+    let ids: [Int]
     do {
-      return try lock.withLock {
-        try chat.complete(messages, options: sampling, seed: seed, stopStrings: options.stop).text
-      }
+      ids = try chat.encode(messages).ids
     } catch let e as ChatInputError {
       throw ChatBackendError("\(name): \(e.message)")
     }
+    let room = chat.model.config.maxPositions - ids.count
+    let job = GenerationJob(prompt: ids, maxTokens: min(options.maxTokens, room), temperature: options.temperature,
+                            seed: options.seed ?? 0, stop: options.stop)
+    return await GenerationEngine.collect(engine.submit(job)).text
   }
 }

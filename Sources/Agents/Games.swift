@@ -27,7 +27,7 @@ extension Sokoban: PlayableGame {
 }
 
 /// Which game, in which configuration: what `shatter play --game …` and the CEL experiment build.
-public enum GameSpec: Sendable, Equatable, CustomStringConvertible {
+public enum GameSpec: Sendable, Equatable, Codable, CustomStringConvertible {
   /// Frozen Lake on a named map ("4x4", "8x8") or a random one of `size` (solvable, drawn from `mapSeed` and
   /// the same every episode), slippery or not.
   case frozenLake(map: String, size: Int, frozenProbability: Double, slippery: Bool, mapSeed: UInt64)

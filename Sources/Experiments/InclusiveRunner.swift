@@ -5,20 +5,6 @@ import Worlds
 
 extension InclusiveExperiment: @unchecked Sendable {}
 
-/// Mean and 95% interval (normal approximation) of a sample.
-public struct Interval: Codable, Sendable {
-  public let mean: Double
-  public let low: Double
-  public let high: Double
-  public init(_ xs: [Double]) {
-    let n = Double(xs.count)
-    let m = xs.reduce(0, +) / Swift.max(n, 1)
-    let sd = n > 1 ? (xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / (n - 1)).squareRoot() : 0
-    let half = 1.96 * sd / Swift.max(n, 1).squareRoot()
-    (mean, low, high) = (m, m - half, m + half)
-  }
-}
-
 /// What each rule (and the classic pipeline) achieved over the seeds.
 public struct RuleSummary: Codable, Sendable {
   public let finalKL: Double
@@ -223,13 +209,4 @@ public enum InclusiveRunner {
         + "(docs/INCLUSIVE.md).", $0.ratio)
     }
   }
-}
-
-/// A value shared between worker threads behind a lock.
-final class Locked<T>: @unchecked Sendable {
-  private var inner: T
-  private let lock = NSLock()
-  init(_ value: T) { inner = value }
-  var value: T { lock.lock(); defer { lock.unlock() }; return inner }
-  func mutate(_ f: (inout T) -> Void) { lock.lock(); defer { lock.unlock() }; f(&inner) }
 }

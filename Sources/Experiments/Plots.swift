@@ -36,31 +36,52 @@ enum Plots {
     (0...count).map { lo + (hi - lo) * Double($0) / Double(count) }
   }
 
-  /// Mean KL against queries for each rule, with its 95% band over seeds, and the target as a dashed line.
-  static func klCurves(_ rules: [(String, RuleSummary)], target: Double) -> String {
-    let xs = rules.flatMap { $0.1.meanCurve.map { Double($0.queries) } }
-    let ys = rules.flatMap { $0.1.klLow + $0.1.klHigh } + [target]
-    let (xMax, yMin, yMax) = (xs.max() ?? 1, Swift.max(0, (ys.min() ?? 0) * 0.9), (ys.max() ?? 1) * 1.05)
-    func px(_ x: Double) -> Double { left + (width - left - right) * x / Swift.max(xMax, 1) }
+  /// One line of a band chart: a mean curve and its 95% band.
+  struct Series {
+    var name: String
+    var x: [Double], mean: [Double], low: [Double], high: [Double]
+  }
+
+  /// Mean curves with their 95% bands (over seeds), a legend, and an optional dashed reference level.
+  /// `yRange` fixes the axis (e.g. 0…1 for a success rate); else it fits the bands.
+  static func bands(title: String, xLabel: String, yLabel: String, _ series: [Series], yRange: (Double, Double)? = nil,
+                    reference: (value: Double, label: String)? = nil, yFormat: String = "%.3f") -> String {
+    let xs = series.flatMap(\.x)
+    let ys = series.flatMap { $0.low + $0.high } + (reference.map { [$0.value] } ?? [])
+    let (xMin, xMax) = (xs.min() ?? 0, xs.max() ?? 1)
+    let (yMin, yMax) = yRange ?? (Swift.max(0, (ys.min() ?? 0) * 0.9), (ys.max() ?? 1) * 1.05)
+    func px(_ x: Double) -> Double { left + (width - left - right) * (x - xMin) / Swift.max(xMax - xMin, 1) }
     func py(_ y: Double) -> Double { height - bottom - (height - top - bottom) * (y - yMin) / Swift.max(yMax - yMin, 1e-12) }
-    var s = header("Mean KL(p* ‖ π) over prompts vs queries asked (mean, 95% band over seeds)")
-    s += axes(xLabel: "queries asked (human choices)", yLabel: "KL(p* ‖ π)  (nats)",
-              xTicks: ticks(0, xMax).map { (px($0), String(format: "%.0f", $0)) },
-              yTicks: ticks(yMin, yMax).map { (py($0), String(format: "%.3f", $0)) })
-    for (i, (name, r)) in rules.enumerated() {
+    var s = header(title)
+    let xTicks = xMax - xMin <= 10 && xs.allSatisfy({ $0 == $0.rounded() })
+      ? stride(from: xMin, through: xMax, by: 1).map { $0 } : ticks(xMin, xMax)
+    s += axes(xLabel: xLabel, yLabel: yLabel, xTicks: xTicks.map { (px($0), String(format: "%.0f", $0)) },
+              yTicks: ticks(yMin, yMax).map { (py($0), String(format: yFormat, $0)) })
+    for (i, line) in series.enumerated() {
       let c = colors[i % colors.count]
-      let q = r.meanCurve.map { Double($0.queries) }
-      let band = zip(q, r.klHigh).map { "\(px($0)),\(py($1))" } + zip(q, r.klLow).reversed().map { "\(px($0)),\(py($1))" }
+      let band = zip(line.x, line.high).map { "\(px($0)),\(py($1))" } + zip(line.x, line.low).reversed().map { "\(px($0)),\(py($1))" }
       s += "<polygon points=\"\(band.joined(separator: " "))\" fill=\"\(c)\" fill-opacity=\"0.15\" stroke=\"none\"/>\n"
-      let line = zip(q, r.meanCurve.map(\.kl)).map { "\(px($0)),\(py($1))" }
-      s += "<polyline points=\"\(line.joined(separator: " "))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
+      let points = zip(line.x, line.mean).map { "\(px($0)),\(py($1))" }
+      s += "<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
       let ly = top + 20 + Double(i) * 22
       s += "<line x1=\"\(width - right + 15)\" y1=\"\(ly)\" x2=\"\(width - right + 40)\" y2=\"\(ly)\" stroke=\"\(c)\" stroke-width=\"3\"/>"
-      s += "<text x=\"\(width - right + 46)\" y=\"\(ly + 4)\">\(name)</text>\n"
+      s += "<text x=\"\(width - right + 46)\" y=\"\(ly + 4)\">\(line.name)</text>\n"
     }
-    s += "<line x1=\"\(left)\" y1=\"\(py(target))\" x2=\"\(width - right)\" y2=\"\(py(target))\" stroke=\"black\" stroke-dasharray=\"6 4\"/>"
-    s += "<text x=\"\(width - right - 4)\" y=\"\(py(target) - 6)\" text-anchor=\"end\">target \(String(format: "%.4f", target))</text>\n"
+    if let reference {
+      let y = py(reference.value)
+      s += "<line x1=\"\(left)\" y1=\"\(y)\" x2=\"\(width - right)\" y2=\"\(y)\" stroke=\"black\" stroke-dasharray=\"6 4\"/>"
+      s += "<text x=\"\(width - right - 4)\" y=\"\(y - 6)\" text-anchor=\"end\">\(reference.label)</text>\n"
+    }
     return s + "</svg>\n"
+  }
+
+  /// Mean KL against queries for each rule, with its 95% band over seeds, and the target as a dashed line.
+  static func klCurves(_ rules: [(String, RuleSummary)], target: Double) -> String {
+    bands(title: "Mean KL(p* ‖ π) over prompts vs queries asked (mean, 95% band over seeds)",
+          xLabel: "queries asked (human choices)", yLabel: "KL(p* ‖ π)  (nats)",
+          rules.map { name, r in
+            Series(name: name, x: r.meanCurve.map { Double($0.queries) }, mean: r.meanCurve.map(\.kl), low: r.klLow, high: r.klHigh)
+          }, reference: (target, "target \(String(format: "%.4f", target))"))
   }
 
   /// Mean queries needed to reach the target per rule, with 95% intervals over seeds, and a dashed reference

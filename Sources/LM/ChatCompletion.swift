@@ -50,10 +50,9 @@ public struct ChatModel {
     public var prompt: String
   }
 
-  /// The model's reply to `messages`. `options.maxNewTokens` is cut to what the context leaves; the reply
-  /// ends at the first stop token of `stopTokens` ∪ `options.stopTokens` or stop string (not included).
-  public func complete(_ messages: [ChatMessage], options: SamplingOptions, seed: UInt64, stopStrings: [String] = [],
-                       onPiece: @escaping (String) -> Void = { _ in }) throws -> Completion {
+  /// The prompt text the template makes of `messages` and its token ids, checked to leave room for a reply
+  /// within the context and to stay inside the model's vocabulary.
+  public func encode(_ messages: [ChatMessage]) throws -> (prompt: String, ids: [Int]) {
     let prompt = template.render(messages, addGenerationPrompt: true)
     let ids = tokenizer.encode(prompt, addSpecialTokens: false)
     let context = model.config.maxPositions
@@ -66,6 +65,15 @@ public struct ChatModel {
     if let bad = ids.first(where: { $0 >= vocabulary }) {
       throw ChatInputError("the conversation encodes to token id \(bad), outside the model's vocabulary of \(vocabulary)")
     }
+    return (prompt, ids)
+  }
+
+  /// The model's reply to `messages`. `options.maxNewTokens` is cut to what the context leaves; the reply
+  /// ends at the first stop token of `stopTokens` ∪ `options.stopTokens` or stop string (not included).
+  public func complete(_ messages: [ChatMessage], options: SamplingOptions, seed: UInt64, stopStrings: [String] = [],
+                       onPiece: @escaping (String) -> Void = { _ in }) throws -> Completion {
+    let (prompt, ids) = try encode(messages)
+    let context = model.config.maxPositions
     var opts = options
     opts.maxNewTokens = min(options.maxNewTokens, context - ids.count)
     opts.stopTokens.formUnion(stopTokens)

@@ -116,11 +116,11 @@ public final class GPT2LM: CausalLM {
 
   public var embeddingWeight: Tensor { transformer.wte.weight }
 
-  public func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
-    -> (logits: Tensor, hidden: Tensor)
-  {
+  public func hiddenStates(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?) -> Tensor {
     run(embeddings + transformer.wpe(positions), attentionBias: attentionBias, cache: cache)
   }
+
+  public func outputLogits(_ hidden: Tensor) -> Tensor { Tensor.linear(hidden, weight: lm_head?.weight ?? transformer.wte.weight) }
 
   /// Positions 0..<T are the first T rows of the position table: added by broadcasting, with no gather
   /// forward or scatter backward.
@@ -128,14 +128,12 @@ public final class GPT2LM: CausalLM {
     let t = tokens.size(1)
     let table = transformer.wpe.weight
     let wpe = t == config.maxPositions ? table : table.narrow(dim: 0, start: 0, length: t)
-    return run(Tensor.embedding(tokens, weight: embeddingWeight) + wpe, attentionBias: nil, cache: nil).logits
+    return outputLogits(run(Tensor.embedding(tokens, weight: embeddingWeight) + wpe, attentionBias: nil, cache: nil))
   }
 
-  func run(_ embedded: Tensor, attentionBias: Tensor?, cache: KVCache?) -> (logits: Tensor, hidden: Tensor) {
+  func run(_ embedded: Tensor, attentionBias: Tensor?, cache: KVCache?) -> Tensor {
     var x = embedded
     for (i, block) in transformer.h.enumerated() { x = block(x, layer: i, bias: attentionBias, cache: cache) }
-    let hidden = transformer.ln_f(x)
-    let head = lm_head?.weight ?? transformer.wte.weight
-    return (Tensor.linear(hidden, weight: head), hidden)
+    return transformer.ln_f(x)
   }
 }

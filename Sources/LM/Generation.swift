@@ -149,8 +149,11 @@ public final class BatchDecoder {
       let fresh = KVCache(layers: model.config.layers, reserve: reserve)
       let t = batch.tokens.size(1)
       let bias = batch.hasPadding ? Attention.bias(keyMask: batch.mask, queries: t, past: 0, dtype: model.dtype) : nil
-      let logits = model.forward(batch.tokens, positions: batch.positions, attentionBias: bias, cache: fresh).logits
-      let last = logits.select(dim: 1, index: t - 1).to(.float32)
+      // The head runs on the last position only: over the whole prompt it would cost as much as several
+      // layers and a [n, T, V] tensor, for logits nobody reads.
+      let embedded = Tensor.embedding(batch.tokens, weight: model.embeddingWeight)
+      let hidden = model.hiddenStates(embeddings: embedded, positions: batch.positions, attentionBias: bias, cache: fresh)
+      let last = model.outputLogits(hidden.select(dim: 1, index: t - 1)).to(.float32)
       if rows == 0 {
         cache = fresh
         mask = batch.mask

@@ -109,17 +109,17 @@ public final class LlamaLM: CausalLM {
 
   public var embeddingWeight: Tensor { model.embed_tokens.weight }
 
-  public func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
-    -> (logits: Tensor, hidden: Tensor)
-  {
+  public func hiddenStates(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?) -> Tensor {
     var x = embeddings
     let (cos, sin) = rotary.cosSin(positions: positions, dtype: x.dtype)
     for (i, layer) in model.layers.enumerated() {
       x = x + layer.self_attn(layer.input_layernorm(x), layer: i, cos: cos, sin: sin, bias: attentionBias, cache: cache)
       x = x + layer.mlp(layer.post_attention_layernorm(x))
     }
-    let hidden = model.norm(x)
-    let head = lm_head?.weight ?? model.embed_tokens.weight
-    return (rowwise(hidden, weight: head, bias: nil), hidden)
+    return model.norm(x)
+  }
+
+  public func outputLogits(_ hidden: Tensor) -> Tensor {
+    rowwise(hidden, weight: lm_head?.weight ?? model.embed_tokens.weight, bias: nil)
   }
 }

@@ -14,8 +14,12 @@ public protocol CausalLM: Module {
   /// Returns logits [B, T, V] and the final (normalised) hidden states [B, T, D].
   func forward(_ tokens: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?) -> (logits: Tensor, hidden: Tensor)
 
-  /// The same pass from input embeddings [B, T, D] instead of token ids (IFT mixes embeddings).
-  func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?) -> (logits: Tensor, hidden: Tensor)
+  /// The final (normalised) hidden states [B, T, D] from input embeddings [B, T, D]: the pass without its
+  /// output head, for callers that need logits at a few positions only (a prefill needs the last one).
+  func hiddenStates(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?) -> Tensor
+
+  /// The output head: logits [..., V] of hidden states [..., D].
+  func outputLogits(_ hidden: Tensor) -> Tensor
 
   /// The token-embedding table [V, D] (tied to the output head when `tieEmbeddings`).
   var embeddingWeight: Tensor { get }
@@ -25,6 +29,14 @@ public protocol CausalLM: Module {
 }
 
 extension CausalLM {
+  /// The same pass from input embeddings [B, T, D] instead of token ids (IFT mixes embeddings).
+  public func forward(embeddings: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
+    -> (logits: Tensor, hidden: Tensor)
+  {
+    let hidden = hiddenStates(embeddings: embeddings, positions: positions, attentionBias: attentionBias, cache: cache)
+    return (outputLogits(hidden), hidden)
+  }
+
   public func forward(_ tokens: Tensor, positions: Tensor, attentionBias: Tensor?, cache: KVCache?)
     -> (logits: Tensor, hidden: Tensor)
   {

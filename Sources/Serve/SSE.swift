@@ -1,4 +1,5 @@
 import Foundation
+import LM
 
 /// Server-sent events as OpenAI streams them: one `data: <json>` event per chunk, a blank line after each,
 /// and `data: [DONE]` at the end.

@@ -76,7 +76,7 @@ public final class OpenAIServer: Sendable {
     let events = engine.submit(job)
     stats.set(prompt.count, 0)
     if !req.parameters.stream {
-      let (text, finish, p, c) = await collect(events)
+      let (text, finish, p, c) = await GenerationEngine.collect(events)
       stats.set(p, c)
       return json(200, OpenAIShapes.chatCompletion(id: id, created: created, model: model, text: text, finish: finish,
                                                    promptTokens: p, completionTokens: c))
@@ -121,7 +121,7 @@ public final class OpenAIServer: Sendable {
     stats.set(prompt.count, 0)
     let created = self.created
     if !req.parameters.stream {
-      let (text, finish, p, c) = await collect(events)
+      let (text, finish, p, c) = await GenerationEngine.collect(events)
       stats.set(p, c)
       return json(200, OpenAIShapes.completion(id: id, created: created, model: model, text: text, finish: finish,
                                                usage: OpenAIShapes.usage(prompt: p, completion: c)))
@@ -206,17 +206,6 @@ public final class OpenAIServer: Sendable {
   func tooLarge(_ size: Int) -> APIError {
     APIError(status: 413, message: "The request body has \(size) bytes, more than this server's limit of \(options.maxBodyBytes) "
       + "bytes (--max-body).", param: "body", code: "request_too_large")
-  }
-
-  func collect(_ events: AsyncStream<GenerationEvent>) async -> (String, FinishReason, Int, Int) {
-    var text = "", finish = FinishReason.stop, p = 0, c = 0
-    for await event in events {
-      switch event {
-      case .text(let piece): text += piece
-      case .finished(let reason, let prompt, let completion): (finish, p, c) = (reason, prompt, completion)
-      }
-    }
-    return (text, finish, p, c)
   }
 
   func json(_ status: Int, _ object: [String: Any]) -> Response {

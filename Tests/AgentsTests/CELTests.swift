@@ -142,3 +142,13 @@ func scriptedModel() -> ScriptedChatBackend {
 func temporaryTranscript() -> URL {
   FileManager.default.temporaryDirectory.appendingPathComponent("shatter-transcript-\(UUID()).jsonl")
 }
+
+@Test func reflectionsLoseTheirRepeatsAndACutOffTail() {
+  let looped = "The game is a puzzle. The rules are the same. The game is a puzzle. The rules are the same. The game is"
+  #expect(GameAgent.condensed(looped) == "The game is a puzzle. The rules are the same.")
+  // Lines count as pieces, numbers keep their decimal point, and blank lines collapse.
+  #expect(GameAgent.condensed("1. Avoid H.\n\n\n\n2. A reward of 0.5 is good.\n1. Avoid H.\n") == "1. Avoid H.\n\n2. A reward of 0.5 is good.")
+  // A reply with no whole sentence is kept as it is.
+  #expect(GameAgent.condensed("  go right  ") == "go right")
+  #expect(GameAgent.condensed("") == "")
+}

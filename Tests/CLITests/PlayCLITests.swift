@@ -17,6 +17,26 @@ import Testing
 }
 
 /// CEL end to end over HTTP: `shatter serve` on the real model, `shatter play --endpoint` against it.
+@Test func experimentCELRunsTheBaselinesAndRefusesBadFlags() throws {
+  let out = temporary("cel-exp").path
+  let r = try shatter(["experiment", "cel", "--agents", "random,solver", "--games", "frozenlake,minesweeper", "--seeds", "2",
+                       "--episodes", "2", "--out", out, "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  let games = r.json["games"] as? [String: [String: Any]]
+  let solver = (games?["frozenlake"]?["solver"] as? [String: Any])?["success"] as? [String: Double]
+  #expect(solver?["mean"] == 1 && Set(games?.keys.map { $0 } ?? []) == ["frozenlake", "minesweeper"], "\(r.stdout)")
+  #expect(r.stderr.contains("[16/16] ") && r.stderr.contains("] minesweeper solver seed 1 episode 2: "), "\(r.stderr)")
+  #expect(FileManager.default.fileExists(atPath: out + "/report.md"))
+  // Run again: every episode is kept, none replayed.
+  let again = try shatter(["experiment", "cel", "--agents", "random,solver", "--games", "frozenlake,minesweeper", "--seeds", "2",
+                           "--episodes", "2", "--out", out])
+  #expect(again.status == 0 && again.stderr.contains("(kept)") && again.stdout.contains("| solver | 1.00"), "\(again.stderr)")
+  let bad = try shatter(["experiment", "cel", "--agents", "random,nope", "--out", temporary("cel-bad").path])
+  #expect(bad.status != 0 && bad.stderr.contains("unknown agent 'nope'"), "\(bad.stderr)")
+  let game = try shatter(["experiment", "cel", "--games", "chess", "--agents", "random", "--out", temporary("cel-bad2").path])
+  #expect(game.status != 0 && game.stderr.contains("unknown game 'chess'"), "\(game.stderr)")
+}
+
 @Test func celPlaysAgainstShatterServeOverHTTP() throws {
   try requireRealModel()
   let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("shatter")

@@ -1,5 +1,4 @@
 import Foundation
-import LM
 import Torch
 
 /// Why a completion ended, in OpenAI's words.
@@ -107,6 +106,19 @@ public final class GenerationEngine: @unchecked Sendable {
     condition.signal()
     condition.unlock()
     return stream
+  }
+
+  /// A job's events gathered: the whole text, why it ended, prompt and completion token counts.
+  public static func collect(_ events: AsyncStream<GenerationEvent>) async -> (text: String, finish: FinishReason,
+                                                                               promptTokens: Int, completionTokens: Int) {
+    var text = "", finish = FinishReason.stop, p = 0, c = 0
+    for await event in events {
+      switch event {
+      case .text(let piece): text += piece
+      case .finished(let reason, let prompt, let completion): (finish, p, c) = (reason, prompt, completion)
+      }
+    }
+    return (text, finish, p, c)
   }
 
   /// Stops the worker after the rows it holds finish their current step; queued jobs end at once.
