@@ -105,10 +105,10 @@ extension Trainer {
   /// The step's examples: offline every rank materialises the whole window (cheap: indices into the data);
   /// online each rank rolls out its contiguous shard of the drawn prompts, and rollout metrics are averaged.
   func collectShard(_ indices: [Int], step: Int) throws -> Rollout<Method.Example> {
-    guard online, let group, group.worldSize > 1 else { return collect(indices, step) }
+    guard online, let group, group.worldSize > 1 else { return try collect(indices, step) }
     let per = indices.count / group.worldSize
     let mine = Array(indices[(group.rank * per)..<((group.rank + 1) * per)])
-    let rollout = collect(mine, step)
+    let rollout = try collect(mine, step)
     let keys = rollout.metrics.keys.sorted()
     guard !keys.isEmpty else { return rollout }
     let t = Tensor(keys.map { rollout.metrics[$0]! }, shape: [keys.count])

@@ -118,9 +118,18 @@ public struct ChoiceExample: Sendable {
   public var choice: Int
 }
 
-/// A prompt to sample responses for (PPO).
+/// A prompt to sample responses for (PPO, GRPO), with its line's other columns for reward functions.
 public struct PromptExample: Sendable {
   public var tokens: [Int]
+  /// The prompt as the file wrote it.
+  public var text: String = ""
+  /// The whole JSON object of its line (an `answer` column, …), as JSON.
+  public var record: Data = Data("{}".utf8)
+  /// "file:line", for messages about this prompt.
+  public var source: String = ""
+
+  /// The line's columns.
+  public var columns: [String: Any] { ((try? JSONSerialization.jsonObject(with: record)) as? [String: Any]) ?? [:] }
 }
 
 public enum PreferenceData {
@@ -198,7 +207,9 @@ public enum PreferenceData {
       if p.count >= maxLength {
         throw DataError("\(file.path):\(line): the prompt has \(p.count) tokens, leaving no room to respond within \(maxLength)")
       }
-      return PromptExample(tokens: p)
+      let record = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data("{}".utf8)
+      return PromptExample(tokens: p, text: try file.string("prompt", in: obj, line: line), record: record,
+                           source: "\(file.path):\(line)")
     }
   }
 }

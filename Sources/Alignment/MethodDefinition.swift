@@ -184,6 +184,6 @@ extension MethodDefinition where Self: OnlineMethod, Prompt: LoadableExample {
 public enum MethodRegistry {
   public static let all: [any MethodDefinition.Type] = [
     SFTMethod.self, IFTMethod.self, IQLearnMethod.self, ChoiceMethod.self, RewardModelMethod.self, DPOMethod.self,
-    ORPOMethod.self, PPOMethod.self,
+    ORPOMethod.self, KTOMethod.self, PPOMethod.self, GRPOMethod.self,
   ]
 }

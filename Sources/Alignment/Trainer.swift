@@ -90,9 +90,9 @@ public struct Rollout<Example> {
 /// `miniBatch` examples.
 public protocol OnlineMethod: TrainingMethod {
   associatedtype Prompt
-  func rollout(_ prompts: [Prompt], model: any CausalLM, step: Int) -> Rollout<Example>
+  func rollout(_ prompts: [Prompt], model: any CausalLM, step: Int) throws -> Rollout<Example>
   /// Metrics of the current policy on held-out prompts, from streams of its own (never the training ones).
-  func evaluate(_ prompts: [Prompt], model: any CausalLM, step: Int) -> [String: Double]
+  func evaluate(_ prompts: [Prompt], model: any CausalLM, step: Int) throws -> [String: Double]
   var passes: Int { get }
   var miniBatch: Int { get }
 }
@@ -157,8 +157,8 @@ public final class Trainer<Method: TrainingMethod> {
   /// Items drawn from the data order per step.
   let drawn: Int
   /// The step's examples from the drawn items, with metrics of their making (a rollout's).
-  let collect: (_ indices: [Int], _ step: Int) -> Rollout<Method.Example>
-  let evaluator: (_ step: Int) -> [String: Double]
+  let collect: (_ indices: [Int], _ step: Int) throws -> Rollout<Method.Example>
+  let evaluator: (_ step: Int) throws -> [String: Double]
   /// Passes over each step's examples, and examples per optimizer step (nil: all, in one step).
   let passes: Int
   let updateSize: Int?
@@ -173,8 +173,8 @@ public final class Trainer<Method: TrainingMethod> {
 
   init(model: any CausalLM, method: Method, sourceCount: Int, drawn: Int, passes: Int, updateSize: Int?,
        options: TrainerOptions, outputDirectory: URL?,
-       collect: @escaping (_ indices: [Int], _ step: Int) -> Rollout<Method.Example>,
-       evaluator: @escaping (_ step: Int) -> [String: Double]) {
+       collect: @escaping (_ indices: [Int], _ step: Int) throws -> Rollout<Method.Example>,
+       evaluator: @escaping (_ step: Int) throws -> [String: Double]) {
     precondition(sourceCount > 0, "no training examples")
     self.model = model
     self.method = method
@@ -315,8 +315,8 @@ public final class Trainer<Method: TrainingMethod> {
       let total = metrics["loss"] ?? .nan
       history.append(total)
       metrics["learning_rate"] = optimizer.learningRate
-      if options.evalEvery > 0, step % options.evalEvery == 0 { metrics.merge(evaluator(step)) { $1 } }
-      if step == options.steps, options.evalEvery == 0 { metrics.merge(evaluator(step)) { $1 } }
+      if options.evalEvery > 0, step % options.evalEvery == 0 { metrics.merge(try evaluator(step)) { $1 } }
+      if step == options.steps, options.evalEvery == 0 { metrics.merge(try evaluator(step)) { $1 } }
       try metricsLog?.append(step: step, metrics)
       metricHistory.append(metrics)
       let elapsed = Date().timeIntervalSince(start)
@@ -436,13 +436,13 @@ extension Trainer where Method: OnlineMethod {
               updateSize: method.miniBatch, options: options, outputDirectory: outputDirectory,
               collect: { indices, step in
                 model.setTraining(false)
-                return method.rollout(indices.map { prompts[$0] }, model: model, step: step)
+                return try method.rollout(indices.map { prompts[$0] }, model: model, step: step)
               },
               evaluator: { step in
                 guard !evalPrompts.isEmpty else { return [:] }
                 model.setTraining(false)
                 defer { model.setTraining(true) }
-                return method.evaluate(evalPrompts, model: model, step: step).reduce(into: [:]) { $0["eval/" + $1.key] = $1.value }
+                return try method.evaluate(evalPrompts, model: model, step: step).reduce(into: [:]) { $0["eval/" + $1.key] = $1.value }
               })
   }
 }

@@ -201,8 +201,11 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
 
 @Test func everyMethodTrainsFromTheCommandLineAndLowersItsLoss() throws {
   let demos = temporary("demos.jsonl"), pairs = temporary("pairs.jsonl"), choices = temporary("choices.jsonl")
+  let labelled = temporary("labelled.jsonl")
   var outs: [URL] = []
-  defer { for u in [demos, pairs, choices] + outs { try? FileManager.default.removeItem(at: u) } }
+  defer { for u in [demos, pairs, choices, labelled] + outs { try? FileManager.default.removeItem(at: u) } }
+  try Data((0..<40).map { #"{"prompt": "q\#($0)?", "completion": "\#($0 % 2 == 0 ? "yes" : "no")", "label": \#($0 % 2 == 0)}"# }
+    .joined(separator: "\n").utf8).write(to: labelled)
   try Data((0..<40).map { #"{"prompt": "q\#($0)?", "completion": "yes"}"# }.joined(separator: "\n").utf8).write(to: demos)
   try Data((0..<40).map { #"{"prompt": "q\#($0)?", "chosen": "yes", "rejected": "no"}"# }.joined(separator: "\n").utf8)
     .write(to: pairs)
@@ -212,7 +215,8 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
   let runs: [(String, URL, [String])] = [
     ("sft", demos, []), ("ift", demos, ["--lambda", "0.2", "--gamma", "0.95"]), ("iqlearn", demos, ["--lambda", "0.1"]),
     ("iqlearn", demos, ["--lambda", "0.1", "--alpha", "0.25"]), ("choice", choices, ["--mu", "0.1"]), ("rm", pairs, []),
-    ("dpo", pairs, ["--beta", "0.1"]), ("orpo", pairs, ["--lambda", "0.1"]),
+    ("dpo", pairs, ["--beta", "0.1"]), ("orpo", pairs, ["--lambda", "0.1"]), ("kto", pairs, ["--beta", "0.5"]),
+    ("kto", labelled, ["--beta", "0.5", "--undesirable-weight", "1.2"]),
   ]
   for (method, data, flags) in runs {
     let out = temporary(method)
@@ -228,6 +232,35 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
     #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("metrics.jsonl").path))
   }
   #expect(FileManager.default.fileExists(atPath: outs[5].appendingPathComponent("reward_head.safetensors").path))
+}
+
+@Test func grpoRaisesACommandRewardAndABadCommandNamesThePrompt() throws {
+  let prompts = temporary("grpo-prompts.jsonl"), out = temporary("grpo")
+  defer { for u in [prompts, out] { try? FileManager.default.removeItem(at: u) } }
+  try Data((0..<32).map { #"{"prompt": "\#($0)+\#($0)=", "answer": "\#($0 + $0)"}"# }.joined(separator: "\n").utf8).write(to: prompts)
+  let model = ["--init", "gpt2", "--layers", "1", "--d-model", "32", "--heads", "2", "--max-positions", "32"]
+  // The reward: the share of 7s in the completion, computed by a Python program reading JSONL.
+  let share = #"python3 -c 'import sys, json; [print(c.count("7") / max(1, len(c))) for c in (json.loads(l)["completion"] for l in sys.stdin)]'"#
+  let r = try shatter(["train", "grpo"] + model + ["--data", prompts.path, "--out", out.path, "--reward-command", share,
+                                                   "--num-generations", "8", "--max-completion-length", "8", "--steps", "30",
+                                                   "--batch-size", "4", "--lr", "1e-2", "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  let rewards = r.json["reward_history"] as? [Double] ?? []
+  #expect(rewards.count == 30)
+  let before = rewards.prefix(5).reduce(0, +) / 5, after = rewards.suffix(5).reduce(0, +) / 5
+  #expect(after > before + 0.3, "reward \(before) → \(after)")
+  let metrics = r.json["metrics"] as? [String: Double] ?? [:]
+  for key in ["reward_std", "frac_reward_zero_std", "rewards/command/mean", "completions/mean_length", "entropy",
+              "clip_ratio/region_mean"] {
+    #expect(metrics[key] != nil, "\(key) missing from \(metrics.keys.sorted())")
+  }
+  let bad = try shatter(["train", "grpo"] + model + ["--data", prompts.path, "--out", temporary("grpo-bad").path,
+                                                     "--reward-command", "echo nope", "--num-generations", "2",
+                                                     "--max-completion-length", "4", "--steps", "1", "--batch-size", "2"])
+  #expect(bad.status != 0 && bad.stderr.contains("wrote 1 lines for 4 completions") && bad.stderr.contains("grpo-prompts.jsonl:"),
+          "\(bad.stderr)")
+  let none = try shatter(["train", "grpo"] + model + ["--data", prompts.path, "--out", temporary("grpo-none").path])
+  #expect(none.status != 0 && none.stderr.contains("at least one reward"), "\(none.stderr)")
 }
 
 @Test func ppoRaisesAProgrammaticRewardAndReportsKL() throws {
