@@ -67,7 +67,9 @@ public final class LocalChatBackend: ChatBackend, @unchecked Sendable {
   public init(_ chat: ChatModel, name: String, maxBatch: Int = 16) {
     self.chat = chat
     self.name = name
-    engine = GenerationEngine(model: chat.model, tokenizer: chat.tokenizer, stopTokens: chat.stopTokens, maxBatch: maxBatch)
+    // An agent's calls share long beginnings (system prompt, rules, board), so their keys and values are kept.
+    engine = GenerationEngine(model: chat.model, tokenizer: chat.tokenizer, stopTokens: chat.stopTokens, maxBatch: maxBatch,
+                              prefixCacheEntries: 32)
   }
 
   deinit { engine.shutdown() }

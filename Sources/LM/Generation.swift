@@ -141,9 +141,14 @@ public final class BatchDecoder {
   /// Cached positions per row (the longest row plus the padding of the others).
   public var cachedLength: Int { cache.length }
 
+  /// Keys and values of recent prompts: a new prompt that starts like one of them prefills only the rest
+  /// (nil: every prompt is prefilled whole, the joining ones together).
+  public var prefixCache: PrefixCache?
+
   /// Adds `prompts` as rows after the existing ones and returns their next-token logits [n, V] (float32).
   public func add(_ prompts: [[Int]]) -> Tensor {
     precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty }, "BatchDecoder.add: every prompt needs a token")
+    if let prefixCache { return withoutGradients { Tensor.cat(prompts.map { addReusing($0, prefixCache) }, dim: 0) } }
     return withoutGradients {
       let batch = PaddedBatch(prompts, padId: padId, side: .left).on(model.embeddingWeight.device)
       let fresh = KVCache(layers: model.config.layers, reserve: reserve)
@@ -164,6 +169,32 @@ public final class BatchDecoder {
       nextPositions += prompts.map(\.count)
       return last
     }
+  }
+
+  /// One prompt as a new row, its longest cached prefix taken from `store` and only the rest prefilled;
+  /// the prompt's keys and values then join the store. Returns its next-token logits [1, V].
+  private func addReusing(_ prompt: [Int], _ store: PrefixCache) -> Tensor {
+    let device = model.embeddingWeight.device
+    let fresh = KVCache(layers: model.config.layers, reserve: reserve)
+    let reused = store.restore(longestPrefixOf: prompt, into: fresh)
+    let rest = Array(prompt[reused...])
+    let tokens = Tensor(rest.map { Int64($0) }, shape: [1, rest.count]).to(device)
+    let positions = Tensor((reused..<prompt.count).map { Int64($0) }, shape: [1, rest.count]).to(device)
+    // Causal attention over the cached prefix and the new tokens needs no mask: a single row has no padding.
+    let hidden = model.hiddenStates(embeddings: Tensor.embedding(tokens, weight: model.embeddingWeight), positions: positions,
+                                    attentionBias: nil, cache: fresh)
+    let last = model.outputLogits(hidden.select(dim: 1, index: rest.count - 1)).to(.float32)
+    store.insert(prompt, from: fresh)
+    let rowMask = Tensor.ones([1, prompt.count], dtype: .int64, device: device)
+    if rows == 0 {
+      cache = fresh
+      mask = rowMask
+      padded = false
+    } else {
+      merge(fresh, mask: rowMask, newPadded: false)
+    }
+    nextPositions.append(prompt.count)
+    return last
   }
 
   /// Feeds one token to every row (in row order) and returns the next-token logits [rows, V] (float32).
@@ -237,6 +268,71 @@ extension Tensor {
     let missing = width - size(1)
     if missing <= 0 { return self }
     return Tensor.cat([Tensor.zeros([size(0), missing], dtype: dtype, device: device), self], dim: 1)
+  }
+}
+
+/// The keys and values of recently prefilled prompts (vLLM's automatic prefix caching, simply): an agent's
+/// calls share long beginnings — the system prompt, the rules, the board — and a prompt that starts like an
+/// earlier one prefills only what differs. Least recently used entries go first.
+public final class PrefixCache {
+  struct Entry {
+    var tokens: [Int]
+    /// Per layer [1, H_kv, S, D].
+    var keys: [Tensor], values: [Tensor]
+    var lastUse: Int
+  }
+  public let capacity: Int
+  /// Shorter shared beginnings are prefilled again (copying them would save little).
+  public let minimumReuse: Int
+  var entries: [Entry] = []
+  var clock = 0
+  /// Prompts that reused a prefix, and the positions they did not prefill.
+  public private(set) var hits = 0, reusedPositions = 0
+
+  public init(capacity: Int = 32, minimumReuse: Int = 16) {
+    self.capacity = Swift.max(1, capacity)
+    self.minimumReuse = Swift.max(1, minimumReuse)
+  }
+
+  /// Fills `cache` (empty, one row) with the longest cached beginning of `prompt`, leaving at least its last
+  /// token to prefill (its logits are needed); returns the number of positions restored.
+  func restore(longestPrefixOf prompt: [Int], into cache: KVCache) -> Int {
+    var best = (index: -1, length: 0)
+    for (i, e) in entries.enumerated() {
+      let n = zip(e.tokens, prompt).prefix { $0 == $1 }.count
+      if n > best.length { best = (i, n) }
+    }
+    let n = Swift.min(best.length, prompt.count - 1)
+    guard best.index >= 0, n >= minimumReuse else { return 0 }
+    clock += 1
+    entries[best.index].lastUse = clock
+    let e = entries[best.index]
+    for l in 0..<cache.layerCount {
+      cache.rebuildLayer(l, keys: e.keys[l].narrow(dim: 2, start: 0, length: n), values: e.values[l].narrow(dim: 2, start: 0, length: n))
+    }
+    hits += 1
+    reusedPositions += n
+    return n
+  }
+
+  /// Keeps `prompt`'s keys and values (the first `prompt.count` positions of one-row `cache`), unless an
+  /// entry already holds it whole.
+  func insert(_ prompt: [Int], from cache: KVCache) {
+    clock += 1
+    if let i = entries.firstIndex(where: { $0.tokens.count >= prompt.count && Array($0.tokens.prefix(prompt.count)) == prompt }) {
+      entries[i].lastUse = clock
+      return
+    }
+    // A stored prompt this one extends is superseded by it.
+    entries.removeAll { $0.tokens.count < prompt.count && Array(prompt.prefix($0.tokens.count)) == $0.tokens }
+    let n = prompt.count
+    let keys = (0..<cache.layerCount).compactMap { cache.keys($0)?.narrow(dim: 2, start: 0, length: n).contiguous() }
+    let values = (0..<cache.layerCount).compactMap { cache.values($0)?.narrow(dim: 2, start: 0, length: n).contiguous() }
+    guard keys.count == cache.layerCount, values.count == cache.layerCount else { return }
+    if entries.count >= capacity, let oldest = entries.indices.min(by: { entries[$0].lastUse < entries[$1].lastUse }) {
+      entries.remove(at: oldest)
+    }
+    entries.append(Entry(tokens: prompt, keys: keys, values: values, lastUse: clock))
   }
 }
 

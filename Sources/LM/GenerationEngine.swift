@@ -43,6 +43,9 @@ public struct EngineStats: Sendable, Equatable {
   public var largestBatch = 0
   /// Rows that joined a decode already running (continuous batching).
   public var joinedRunning = 0
+  /// Prompts that took their beginning from the prefix cache, and the positions they did not prefill.
+  public var prefixHits = 0
+  public var reusedPrefixPositions = 0
 }
 
 /// Decodes submitted jobs on one worker thread (libtorch work never runs on the server's event loops) with
@@ -56,6 +59,7 @@ public final class GenerationEngine: @unchecked Sendable {
   public let vocabularySize: Int
   public let stopTokens: Set<Int>
   public let maxBatch: Int
+  public let prefixCacheEntries: Int
 
   private let model: any CausalLM
   private let padId: Int
@@ -68,7 +72,11 @@ public final class GenerationEngine: @unchecked Sendable {
   private var thread: Thread?
 
   /// - stopTokens: ids that end a completion (EOS ids of config and tokenizer, `<|im_end|>`, …).
-  public init(model: any CausalLM, tokenizer: any TextTokenizer, stopTokens: Set<Int>, maxBatch: Int = 8) {
+  /// - prefixCacheEntries: prompts whose keys and values are kept so that later prompts starting the same
+  ///   way prefill only the rest (0: none; then joining prompts prefill together in one padded batch).
+  public init(model: any CausalLM, tokenizer: any TextTokenizer, stopTokens: Set<Int>, maxBatch: Int = 8,
+              prefixCacheEntries: Int = 0) {
+    self.prefixCacheEntries = prefixCacheEntries
     self.model = model
     self.tokenizer = tokenizer
     self.stopTokens = stopTokens
@@ -134,6 +142,7 @@ public final class GenerationEngine: @unchecked Sendable {
 
   private func work() {
     let decoder = BatchDecoder(model: model, padId: padId)
+    if prefixCacheEntries > 0 { decoder.prefixCache = PrefixCache(capacity: prefixCacheEntries) }
     var active: [Row] = []
     while true {
       condition.lock()
@@ -173,6 +182,7 @@ public final class GenerationEngine: @unchecked Sendable {
       condition.lock()
       _stats.decodeSteps += 1
       _stats.largestBatch = max(_stats.largestBatch, decoder.rows)
+      if let p = decoder.prefixCache { (_stats.prefixHits, _stats.reusedPrefixPositions) = (p.hits, p.reusedPositions) }
       _stats.completed += active.filter(\.isDone).count
       condition.unlock()
       let kept = active.indices.filter { !active[$0].isDone }

@@ -91,6 +91,30 @@ struct ChatTemplateCases: Decodable {
     #expect(out == alone)
   }
 
+  @Test func prefixCachedPrefillsGiveTheLogitsOfWholeOnes() {
+    let model = Self.tinyModel()
+    let shared = Array(1...40)
+    // Four prompts with a long shared beginning (CEL's candidates), one that extends an earlier one, one unrelated.
+    let prompts = [shared + [50, 51], shared + [52], shared + [53, 54, 55], shared + [50, 51, 60, 61], [7, 8, 9], shared]
+    let plain = BatchDecoder(model: model), cached = BatchDecoder(model: model)
+    let store = PrefixCache(capacity: 4, minimumReuse: 8)
+    cached.prefixCache = store
+    var a = [plain.add(Array(prompts.prefix(3)))], b = [cached.add(Array(prompts.prefix(3)))]
+    a.append(plain.add(Array(prompts.dropFirst(3))))
+    b.append(cached.add(Array(prompts.dropFirst(3))))
+    let x = Tensor.cat(a, dim: 0), y = Tensor.cat(b, dim: 0)
+    #expect((x - y).abs().max().item() < 1e-4)
+    // The second, third, fourth and last prompts reused a prefix (the last one all but its last token).
+    #expect(store.hits == 4 && store.reusedPositions == 40 + 40 + 42 + 39)
+    // Decoding on from either cache gives the same next logits, padding and all.
+    var next = x.argmax(dim: -1).toArray(Int64.self).map { Int($0) }
+    for _ in 0..<3 {
+      let p = plain.step(next), q = cached.step(next)
+      #expect((p - q).abs().max().item() < 1e-4)
+      next = p.argmax(dim: -1).toArray(Int64.self).map { Int($0) }
+    }
+  }
+
   @Test func textStreamerPiecesConcatenateToTheText() throws {
     let tokenizer = try BPETokenizer(directory: Self.tokenizerDir)
     let text = "Hello wörld 😀, stop here: END and beyond"
