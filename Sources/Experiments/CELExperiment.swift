@@ -48,6 +48,8 @@ public struct CELConfig: Codable, Sendable, Equatable {
 
   /// The game seed of seed `s`'s episode `e`: every agent of a seed meets the same boards.
   public static func gameSeed(_ s: Int, episode e: Int) -> UInt64 { UInt64(s) &* 1000 &+ UInt64(e) }
+  /// The run seed a game seed belongs to (`gameSeed`'s inverse).
+  static func runSeed(of record: EpisodeRecord) -> Int { Int(record.seed / 1000) }
 }
 
 /// What one agent achieved on one game over all seeds and episodes.
@@ -198,7 +200,7 @@ public enum CELRunner {
       for a in config.agents {
         let mine = records.filter { $0.game == g.name && $0.agent == a.rawValue }
         guard !mine.isEmpty else { continue }
-        let bySeed = Dictionary(grouping: mine) { $0.seed / 1000 }.values.map { $0.sorted { $0.episode < $1.episode } }
+        let bySeed = Dictionary(grouping: mine) { CELConfig.runSeed(of: $0) }.values.map { $0.sorted { $0.episode < $1.episode } }
         let episodes = (0..<config.episodes).map { e in bySeed.compactMap { $0.first { $0.episode == e } } }
         let last = bySeed.compactMap(\.last)
         agents[a.rawValue] = CELAgentSummary(
@@ -221,7 +223,7 @@ public enum CELRunner {
   static func write(_ s: CELSummary, records: [EpisodeRecord], config: CELConfig, to out: URL) throws {
     var metrics = ""
     for r in records {
-      let obj: [String: Any] = ["game": r.game, "agent": r.agent, "seed": r.seed / 1000, "episode": r.episode,
+      let obj: [String: Any] = ["game": r.game, "agent": r.agent, "seed": CELConfig.runSeed(of: r), "episode": r.episode,
                                 "game_seed": r.seed, "won": r.won, "return": r.reward, "steps": r.steps,
                                 "model_calls": r.modelCalls, "retries": r.retries, "fallbacks": r.fallbacks]
       metrics += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
@@ -257,7 +259,7 @@ public enum CELRunner {
       text += "\n## \(g.description)\n"
       for a in config.agents where a.usesModel {
         for s in 0..<config.seeds {
-          guard let last = records.filter({ $0.game == g.name && $0.agent == a.rawValue && $0.seed / 1000 == s })
+          guard let last = records.filter({ $0.game == g.name && $0.agent == a.rawValue && CELConfig.runSeed(of: $0) == s })
             .max(by: { $0.episode < $1.episode }), !(last.rules.isEmpty && last.playbook.isEmpty) else { continue }
           text += "\n### \(a.rawValue), seed \(s)\n"
           if !last.rules.isEmpty { text += "\nRules:\n\n" + quoted(last.rules) }

@@ -33,16 +33,12 @@ public enum GRPO {
     -> (advantages: [Double], groupStd: [Double], zeroStd: [Bool])
   {
     precondition(g >= 2 && rewards.count % g == 0, "GRPO.advantages: \(rewards.count) rewards in groups of \(g)")
-    func std(_ xs: ArraySlice<Double>) -> Double {
-      let m = xs.reduce(0, +) / Double(xs.count)
-      return (xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(xs.count - 1)).squareRoot()
-    }
     var out = [Double](repeating: 0, count: rewards.count), stds = out, zero = [Bool](repeating: false, count: rewards.count)
-    let batchStd = std(rewards[...])
+    let batchStd = unbiasedStd(rewards[...])
     for start in stride(from: 0, to: rewards.count, by: g) {
       let group = rewards[start..<start + g]
       let mean = group.reduce(0, +) / Double(g)
-      let s = std(group)
+      let s = unbiasedStd(group)
       for i in start..<start + g {
         stds[i] = s
         zero[i] = Swift.abs(s) <= 1e-8
@@ -89,6 +85,12 @@ public enum GRPO {
     metrics["clip_ratio/region_mean"] = maskedMean(low + high, m)
     return LossResult(loss: loss, metrics: metrics)
   }
+}
+
+/// The sample standard deviation (n − 1 in the denominator, as torch.std); needs two values.
+func unbiasedStd(_ xs: ArraySlice<Double>) -> Double {
+  let m = xs.reduce(0, +) / Double(xs.count)
+  return (xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(xs.count - 1)).squareRoot()
 }
 
 /// One completion of a rollout: its sequence (targets off when a truncated completion is masked), its
@@ -270,10 +272,6 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
       return (o, r)
     }
     func mean(_ xs: [Double]) -> Double { xs.reduce(0, +) / Double(Swift.max(1, xs.count)) }
-    func std(_ xs: [Double]) -> Double {
-      let m = mean(xs)
-      return xs.count > 1 ? (xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(xs.count - 1)).squareRoot() : 0
-    }
     var metrics: [String: Double] = [
       "reward": mean(total), "reward_std": mean(groupStd), "frac_reward_zero_std": mean(zeroStd.map { $0 ? 1 : 0 }),
       "completions/mean_length": mean(completions.map { Double($0.count) }),
@@ -281,7 +279,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     ]
     for (name, values) in each {
       metrics["rewards/\(name)/mean"] = mean(values)
-      metrics["rewards/\(name)/std"] = std(values)
+      metrics["rewards/\(name)/std"] = values.count > 1 ? unbiasedStd(values[...]) : 0
     }
     let samples = sequences.indices.map { i in
       GRPOSample(sequence: sequences[i], advantage: adv[i], oldLogProbs: old[i], referenceLogProbs: ref[i])
