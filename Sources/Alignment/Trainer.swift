@@ -402,7 +402,7 @@ public final class Trainer<Method: TrainingMethod> {
     guard state.step <= options.steps else {
       throw CheckpointError("\(url.path): the checkpoint is at step \(state.step), past --steps \(options.steps)")
     }
-    try Checkpoint.assign(Checkpoint.loadTensors(from: url), to: model, source: url.path)
+    try Checkpoint.restore(model, from: url)
     try optimizer.load(from: url.appendingPathComponent("optimizer.safetensors"))
     let rng = try Safetensors.load(url.appendingPathComponent("rng.safetensors"))
     for (name, g) in streams {

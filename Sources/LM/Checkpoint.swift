@@ -21,8 +21,16 @@ public enum Checkpoint {
 
   /// Reads the model in `directory` (or a `.gguf` file, converted in memory, so every option that names
   /// a model accepts one); every problem is an error naming the file and key.
+  ///
+  /// A PEFT adapter directory (an `adapter_config.json` and no `config.json`) loads its
+  /// `base_model_name_or_path` with the adapter attached.
   public static func loadModel(from directory: URL, dtype: DType = .float32) throws -> any CausalLM {
     if directory.pathExtension.lowercased() == "gguf" { return try GGUFCheckpoint(url: directory).loadModel(dtype: dtype) }
+    if let base = try adapterBase(directory) {
+      let model = try loadModel(from: base, dtype: dtype)
+      try Adapter.load(from: directory, into: model)
+      return model
+    }
     let config = try ModelConfig(contentsOf: directory.appendingPathComponent("config.json"))
     let model = makeModel(config, dtype: dtype)
     let tensors = try loadTensors(from: directory)
@@ -72,7 +80,7 @@ public enum Checkpoint {
     for k in byKey.keys where k.hasSuffix("rotary_emb.inv_freq") { byKey.removeValue(forKey: k) }
 
     var problems: [String] = []
-    let params = model.namedParameters()
+    let params = Adapter.baseParameters(model)
     for (name, p) in params {
       guard let (t, file) = byKey[name] else {
         problems.append("missing tensor '\(name)'")
@@ -93,20 +101,75 @@ public enum Checkpoint {
     withoutGradients { for (name, p) in params { p.copy_(byKey[name]!.tensor) } }
   }
 
+  /// For an adapter directory (no `config.json`, an `adapter_config.json`): the base checkpoint it names,
+  /// as given or relative to the adapter's parent directory. Nil for any other directory.
+  public static func adapterBase(_ directory: URL) throws -> URL? {
+    let fm = FileManager.default
+    guard Adapter.isAdapter(directory), !fm.fileExists(atPath: directory.appendingPathComponent("config.json").path) else {
+      return nil
+    }
+    guard let base = try Adapter.readConfig(directory).baseModel, !base.isEmpty else {
+      throw CheckpointError("\(directory.appendingPathComponent(Adapter.configFile).path): key 'base_model_name_or_path' "
+        + "is empty; give the base with --model and the adapter with --adapter")
+    }
+    let candidates = [URL(fileURLWithPath: base), directory.deletingLastPathComponent().appendingPathComponent(base)]
+    guard let found = candidates.first(where: { fm.fileExists(atPath: $0.path) }) else {
+      throw CheckpointError("\(directory.appendingPathComponent(Adapter.configFile).path): key 'base_model_name_or_path': "
+        + "'\(base)' is not a directory or file here; give the base with --model and the adapter with --adapter")
+    }
+    return found
+  }
+
+  /// A frozen copy of `model` as it computes now (adapters folded into the copy's weights): a reference
+  /// policy that later updates of `model` leave alone.
+  public static func frozenCopy(of model: any CausalLM) -> any CausalLM {
+    let copy = makeModel(model.config, dtype: model.dtype)
+    copy.move(to: model.device)
+    let own = Dictionary(uniqueKeysWithValues: Adapter.baseParameters(model))
+    withoutGradients {
+      for (name, p) in copy.namedParameters() { p.copy_(own[name]!) }
+      let adapters = Dictionary(uniqueKeysWithValues: Adapter.adapted(model))
+      for (name, host) in Adapter.hosts(of: copy) {
+        guard let lora = adapters[name], lora.enabled else { continue }
+        let delta = lora.weightDelta
+        host.weight.add_(host.weightIsInOut ? delta.transposed(0, 1) : delta)
+      }
+    }
+    copy.setRequiresGrad(false)
+    return copy
+  }
+
   /// Writes `config.json` and `model.safetensors` (each atomically) so `transformers` loads the result;
-  /// companion files (tokenizer, generation config) are copied from `companionsFrom` when given.
-  public static func save(_ model: any CausalLM, to directory: URL, companionsFrom source: URL? = nil) throws {
+  /// companion files (tokenizer, generation config) are copied from `companionsFrom` when given. A model
+  /// that carries a LoRA adapter is saved as the adapter alone (PEFT's layout, `Adapter.save`), recording
+  /// `baseModel` as its base.
+  public static func save(_ model: any CausalLM, to directory: URL, companionsFrom source: URL? = nil,
+                          baseModel: String? = nil) throws {
     let fm = FileManager.default
     try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-    let config = try JSONSerialization.data(withJSONObject: model.config.jsonObject(), options: [.prettyPrinted, .sortedKeys])
-    try writeAtomically(config, to: directory.appendingPathComponent("config.json"))
-    try model.save(to: directory.appendingPathComponent("model.safetensors"), metadata: ["format": "pt"])
+    if Adapter.isAttached(model) {
+      try Adapter.save(model, to: directory, baseModel: baseModel)
+    } else {
+      let config = try JSONSerialization.data(withJSONObject: model.config.jsonObject(), options: [.prettyPrinted, .sortedKeys])
+      try writeAtomically(config, to: directory.appendingPathComponent("config.json"))
+      try model.save(to: directory.appendingPathComponent("model.safetensors"), metadata: ["format": "pt"])
+    }
     if let source, source.standardizedFileURL != directory.standardizedFileURL {
       for name in companionFiles {
         let from = source.appendingPathComponent(name)
         guard let data = fm.contents(atPath: from.path) else { continue }
         try writeAtomically(data, to: directory.appendingPathComponent(name))
       }
+    }
+  }
+
+  /// Loads a checkpoint written by `save` back into the same model: its adapter when it carries one, else
+  /// every weight.
+  public static func restore(_ model: any CausalLM, from directory: URL) throws {
+    if Adapter.isAttached(model) {
+      try Adapter.restore(from: directory, into: model)
+    } else {
+      try assign(loadTensors(from: directory), to: model, source: directory.path)
     }
   }
 

@@ -2,9 +2,10 @@ import NN
 import Torch
 
 /// Hugging Face's `Conv1D`: a linear layer whose weight is stored [in, out].
-public final class Conv1D: Module {
+public final class Conv1D: LoRAHost {
   public let weight: Tensor
   public let bias: Tensor
+  public var lora: LoRA?
 
   init(_ inFeatures: Int, _ outFeatures: Int, std: Double, dtype: DType, generator: Generator?) {
     weight = Init.normal([inFeatures, outFeatures], std: std, dtype: dtype, generator: generator)
@@ -12,7 +13,13 @@ public final class Conv1D: Module {
   }
 
   /// One row (a decoding step at batch 1) is a matrix-vector product; more rows one matrix product.
-  func callAsFunction(_ x: Tensor) -> Tensor { Tensor.rowLinear(x, weight: weight, bias: bias, weightInOut: true) }
+  func callAsFunction(_ x: Tensor) -> Tensor {
+    lora.adding(to: Tensor.rowLinear(x, weight: weight, bias: bias, weightInOut: true), input: x)
+  }
+
+  public var inFeatures: Int { weight.size(0) }
+  public var outFeatures: Int { weight.size(1) }
+  public var weightIsInOut: Bool { true }
 }
 
 public final class GPT2Attention: Module {
@@ -120,7 +127,7 @@ public final class GPT2LM: CausalLM {
     run(embeddings + transformer.wpe(positions), attentionBias: attentionBias, cache: cache)
   }
 
-  public func outputLogits(_ hidden: Tensor) -> Tensor { Tensor.linear(hidden, weight: lm_head?.weight ?? transformer.wte.weight) }
+  public func outputLogits(_ hidden: Tensor) -> Tensor { lm_head?(hidden) ?? Tensor.linear(hidden, weight: transformer.wte.weight) }
 
   /// Positions 0..<T are the first T rows of the position table: added by broadcasting, with no gather
   /// forward or scatter backward.

@@ -8,7 +8,7 @@ import Torch
 /// Several rows (prompts, scoring, training) keep `linear`.
 func rowwise(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor { Tensor.rowLinear(x, weight: weight, bias: bias) }
 
-func rowwise(_ layer: Linear, _ x: Tensor) -> Tensor { rowwise(x, weight: layer.weight, bias: layer.bias) }
+func rowwise(_ layer: Linear, _ x: Tensor) -> Tensor { layer.rows(x) }
 
 public final class LlamaAttention: Module {
   let q_proj: Linear, k_proj: Linear, v_proj: Linear, o_proj: Linear
@@ -120,6 +120,6 @@ public final class LlamaLM: CausalLM {
   }
 
   public func outputLogits(_ hidden: Tensor) -> Tensor {
-    rowwise(hidden, weight: lm_head?.weight ?? model.embed_tokens.weight, bias: nil)
+    lm_head.map { rowwise($0, hidden) } ?? rowwise(hidden, weight: model.embed_tokens.weight, bias: nil)
   }
 }

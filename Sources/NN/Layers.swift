@@ -5,6 +5,8 @@ import Torch
 public final class Linear: Module {
   public let weight: Tensor
   public let bias: Tensor?
+  /// A low-rank adapter whose update is added to the output (`LoRA`).
+  public var lora: LoRA?
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, dtype: DType = .float32,
               generator: Generator? = nil) {
@@ -13,7 +15,10 @@ public final class Linear: Module {
     self.bias = bias ? Init.uniform([outFeatures], bound: bound, dtype: dtype, generator: generator) : nil
   }
 
-  public func callAsFunction(_ x: Tensor) -> Tensor { Tensor.linear(x, weight: weight, bias: bias) }
+  public func callAsFunction(_ x: Tensor) -> Tensor { lora.adding(to: Tensor.linear(x, weight: weight, bias: bias), input: x) }
+
+  /// The same, with one row computed as a matrix-vector product (`Tensor.rowLinear`: decoding).
+  public func rows(_ x: Tensor) -> Tensor { lora.adding(to: Tensor.rowLinear(x, weight: weight, bias: bias), input: x) }
 }
 
 /// A lookup table of `count` vectors of size `dim`, initialised N(0, std²).

@@ -9,6 +9,10 @@ import Torch
 /// Parameters are updated in place (optimizers, `load`), so modules hold them as `let`.
 public protocol Module: AnyObject {}
 
+/// A module whose parameters are named as its parent's own (`q_proj.lora_A.weight`, not
+/// `q_proj.lora.lora_A.weight`): an add-on to a layer that keeps the names another tool saves it under.
+public protocol FlattenedModule: Module {}
+
 /// Modules whose behaviour differs between training and evaluation (dropout).
 public protocol TrainingModeAware: AnyObject {
   var training: Bool { get set }
@@ -34,6 +38,33 @@ extension Module {
 
   public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.tensor.count } }
 
+  /// Every module in the tree (this one first) with its dotted name ("" for this one, `model.layers.0.mlp`).
+  public func namedModules() -> [(name: String, module: any Module)] {
+    var out: [(String, any Module)] = []
+    walkModules(prefix: "") { out.append(($0, $1)) }
+    return out
+  }
+
+  func walkModules(prefix: String, _ visit: (String, any Module) -> Void) {
+    visit(prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix, self)
+    var mirror: Mirror? = Mirror(reflecting: self)
+    var levels: [Mirror] = []
+    while let m = mirror {
+      levels.append(m)
+      mirror = m.superclassMirror
+    }
+    for level in levels.reversed() {
+      for child in level.children {
+        guard let label = child.label else { continue }
+        if let m = child.value as? any Module {
+          m.walkModules(prefix: m is any FlattenedModule ? prefix : prefix + label + ".", visit)
+        } else if let ms = child.value as? [any Module] {
+          for (i, m) in ms.enumerated() { m.walkModules(prefix: "\(prefix)\(label).\(i).", visit) }
+        }
+      }
+    }
+  }
+
   /// Switches every `TrainingModeAware` module in the tree.
   public func setTraining(_ on: Bool) {
     walk(prefix: "", visitParameter: { _, _ in }, visitModule: { ($0 as? TrainingModeAware)?.training = on })
@@ -57,17 +88,18 @@ extension Module {
     for level in levels.reversed() {
       for child in level.children {
         guard let label = child.label else { continue }
-        Self.visitValue(child.value, name: prefix + label, visitParameter: visitParameter, visitModule: visitModule)
+        Self.visitValue(child.value, prefix: prefix, label: label, visitParameter: visitParameter, visitModule: visitModule)
       }
     }
   }
 
-  static func visitValue(_ value: Any, name: String, visitParameter: (String, Tensor) -> Void,
+  static func visitValue(_ value: Any, prefix: String, label: String, visitParameter: (String, Tensor) -> Void,
                          visitModule: (any Module) -> Void) {
+    let name = prefix + label
     if let t = value as? Tensor {
       visitParameter(name, t)
     } else if let m = value as? any Module {
-      m.walk(prefix: name + ".", visitParameter: visitParameter, visitModule: visitModule)
+      m.walk(prefix: m is any FlattenedModule ? prefix : name + ".", visitParameter: visitParameter, visitModule: visitModule)
     } else if let ms = value as? [any Module] {
       for (i, m) in ms.enumerated() {
         m.walk(prefix: "\(name).\(i).", visitParameter: visitParameter, visitModule: visitModule)

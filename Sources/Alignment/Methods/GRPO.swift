@@ -216,11 +216,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     self.seed = seed
     sampler = Generator(seed: seed &+ 0x6A0)
     if settings.beta > 0 {
-      let r = Checkpoint.makeModel(policy.config, dtype: policy.dtype)
-      withoutGradients { for ((_, a), (_, b)) in zip(r.namedParameters(), policy.namedParameters()) { a.copy_(b) } }
-      r.setRequiresGrad(false)
-      r.move(to: policy.device)
-      reference = r
+      reference = Checkpoint.frozenCopy(of: policy)
     } else {
       reference = nil
     }

@@ -224,10 +224,7 @@ public final class PPOMethod: MethodDefinition, OnlineMethod {
 
   /// The reference is a frozen copy of `policy` as it is now (the starting model).
   public init(policy: any CausalLM, reward: RewardFunction, options: PPOOptions, stopTokens: Set<Int>, padId: Int, seed: UInt64 = 0) {
-    let reference = Checkpoint.makeModel(policy.config, dtype: policy.dtype)
-    withoutGradients { for ((_, r), (_, p)) in zip(reference.namedParameters(), policy.namedParameters()) { r.copy_(p) } }
-    reference.setRequiresGrad(false)
-    self.reference = reference
+    self.reference = Checkpoint.frozenCopy(of: policy)
     self.reward = reward
     self.options = options
     self.stopTokens = stopTokens
