@@ -1,13 +1,18 @@
 import Foundation
+import LM
+import Torch
 
 /// One sampled completion as reward functions see it: the prompt's text and line, the completion's text,
 /// and the prompt line's columns (an `answer`, …).
 public struct RewardItem {
   public let prompt: PromptExample
   public let completion: String
-  public init(prompt: PromptExample, completion: String) {
+  /// The completion's token ids (with its stop token, if it ended on one): what a reward model scores.
+  public let completionTokens: [Int]
+  public init(prompt: PromptExample, completion: String, completionTokens: [Int] = []) {
     self.prompt = prompt
     self.completion = completion
+    self.completionTokens = completionTokens
   }
 }
 
@@ -167,13 +172,54 @@ public struct CommandReward: CompletionReward {
   }
 }
 
+/// A reward model written by `shatter train rm` (its own directory, or a LoRA adapter over a base): its
+/// scalar score of prompt + completion tokens. It must share the policy's vocabulary.
+public struct RewardModelReward: CompletionReward {
+  public let name = "reward_model"
+  let model: RewardModel
+  let padId: Int
+  let batchSize = 16
+
+  public init(directory: String, vocabularySize: Int, padId: Int, device: Device = .cpu) throws {
+    do {
+      model = try RewardModel.load(from: URL(fileURLWithPath: directory))
+    } catch let e as CheckpointError {
+      throw RewardError("--reward-model: \(e.message)")
+    }
+    guard model.lm.config.vocabSize == vocabularySize else {
+      throw RewardError("--reward-model \(directory): its vocabulary has \(model.lm.config.vocabSize) tokens, the policy's "
+        + "\(vocabularySize); a reward model scores the policy's own tokens, so train it from the same base")
+    }
+    model.move(to: device)
+    model.setRequiresGrad(false)
+    self.padId = padId
+  }
+
+  public func rewards(_ items: [RewardItem]) throws -> [Double] {
+    var out: [Double] = []
+    for start in stride(from: 0, to: items.count, by: batchSize) {
+      let chunk = items[start..<Swift.min(items.count, start + batchSize)]
+      let sequences = try chunk.map { item -> TokenSequence in
+        guard !item.completionTokens.isEmpty else {
+          throw RewardError("\(item.prompt.source): the reward model needs the completion's tokens")
+        }
+        return TokenSequence(prompt: item.prompt.tokens, response: item.completionTokens)
+      }
+      out += withoutGradients { model.rewards(sequences, padId: padId).to(.float64).toArray(Double.self) }
+    }
+    return out
+  }
+}
+
 /// Several rewards summed with weights, each also reported on its own.
 public struct WeightedRewards {
   public let functions: [CompletionReward]
   public let weights: [Double]
 
   public init(_ functions: [CompletionReward], weights: [Double]? = nil) throws {
-    guard !functions.isEmpty else { throw RewardError("give at least one reward (--reward-funcs or --reward-command)") }
+    guard !functions.isEmpty else {
+      throw RewardError("give at least one reward (--reward-funcs, --reward-model or --reward-command)")
+    }
     let w = weights ?? Array(repeating: 1, count: functions.count)
     guard w.count == functions.count else {
       throw RewardError("--reward-weights has \(w.count) weights for \(functions.count) rewards")
@@ -182,9 +228,10 @@ public struct WeightedRewards {
     self.weights = w
   }
 
-  /// Built-ins by name: `exact-match` (against the `answer` column), `format:REGEX`, `length:N`; and
-  /// `command` for --reward-command's program.
-  public static func parse(_ names: String?, command: String?, weights: String?) throws -> WeightedRewards {
+  /// Built-ins by name: `exact-match` (against the `answer` column), `format:REGEX`, `length:N`; then a
+  /// reward model; then `command` for --reward-command's program (the order --reward-weights follows).
+  public static func parse(_ names: String?, rewardModel: RewardModelReward? = nil, command: String?,
+                           weights: String?) throws -> WeightedRewards {
     var functions: [CompletionReward] = []
     for raw in (names ?? "").split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) where !raw.isEmpty {
       if raw == "exact-match" {
@@ -197,6 +244,7 @@ public struct WeightedRewards {
         throw RewardError("--reward-funcs: unknown reward '\(raw)' (exact-match, format:REGEX, length:N)")
       }
     }
+    if let rewardModel { functions.append(rewardModel) }
     if let command { functions.append(CommandReward(command: command)) }
     let w = try weights.map { text in
       try text.split(separator: ",").map { part -> Double in
@@ -207,6 +255,16 @@ public struct WeightedRewards {
       }
     }
     return try WeightedRewards(functions, weights: w)
+  }
+
+  /// TRL's per-function metrics: `rewards/<name>/mean` and `rewards/<name>/std`.
+  public func metrics(_ each: [(name: String, values: [Double])]) -> [String: Double] {
+    var out: [String: Double] = [:]
+    for (name, values) in each {
+      out["rewards/\(name)/mean"] = mean(values)
+      out["rewards/\(name)/std"] = values.count > 1 ? unbiasedStd(values[...]) : 0
+    }
+    return out
   }
 
   /// The weighted sum per item and each function's own values.

@@ -89,7 +89,7 @@ public enum SFTData {
     return out
   }
 
-  static func parseMessages(_ raw: Any, file: JSONLFile, line: Int) throws -> [ChatMessage] {
+  static func parseMessages(_ raw: Any, file: JSONLFile, line: Int, endsWithReply: Bool = true) throws -> [ChatMessage] {
     guard let list = raw as? [[String: Any]], !list.isEmpty else {
       throw DataError("\(file.path):\(line): 'messages' should be a non-empty list of {\"role\",\"content\"} objects")
     }
@@ -99,7 +99,7 @@ public enum SFTData {
       }
       return ChatMessage(role: role, content: content)
     }
-    guard messages.last?.role == "assistant", !(messages.last?.content.isEmpty ?? true) else {
+    guard !endsWithReply || (messages.last?.role == "assistant" && !(messages.last?.content.isEmpty ?? true)) else {
       throw DataError("\(file.path):\(line): the last message should be a non-empty assistant reply (the completion)")
     }
     return messages
@@ -199,17 +199,29 @@ public enum PreferenceData {
   }
 
   /// `{"prompt"}` lines (other keys are ignored).
-  public static func loadPrompts(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [PromptExample] {
+  /// Reads `{"prompt", …}` lines. A prompt is text, or (TRL's conversational format) a list of
+  /// `{"role","content"}` messages rendered with the chat template up to the assistant's turn.
+  public static func loadPrompts(_ url: URL, tokenizer: any TextTokenizer, template: ChatTemplate = .plain,
+                                 maxLength: Int) throws -> [PromptExample] {
     let file = try JSONLFile(url: url)
     return try file.records.map { line, obj in
-      let p = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
+      let text: String, p: [Int]
+      if let raw = obj["prompt"], !(raw is String) {
+        let messages = try SFTData.parseMessages(raw, file: file, line: line, endsWithReply: false)
+        text = template.render(messages, addGenerationPrompt: true)
+        // The rendered template already carries any BOS marker, so the post-processor adds none.
+        p = tokenizer.encode(text, addSpecialTokens: false)
+      } else {
+        text = try file.string("prompt", in: obj, line: line)
+        p = tokenizer.encode(text, addSpecialTokens: true)
+      }
       if p.isEmpty { throw DataError("\(file.path):\(line): empty prompt") }
       if p.count >= maxLength {
         throw DataError("\(file.path):\(line): the prompt has \(p.count) tokens, leaving no room to respond within \(maxLength)")
       }
       let record = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data("{}".utf8)
-      return PromptExample(tokens: p, text: try file.string("prompt", in: obj, line: line), record: record,
-                           source: "\(file.path):\(line)")
+      return PromptExample(tokens: p, text: text, record: record, source: "\(file.path):\(line)")
     }
   }
+
 }

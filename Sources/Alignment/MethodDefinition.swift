@@ -93,6 +93,8 @@ public struct MethodSetup {
   public let seed: UInt64
   /// Tokens per sequence; longer examples keep their first tokens.
   public let maxLength: Int
+  /// The base checkpoint's path, recorded by a LoRA adapter trained on it (nil: a fresh model).
+  public var baseModel: String?
 
   public init(model: any CausalLM, tokenizer: any TextTokenizer, companions: URL?, seed: UInt64, maxLength: Int) {
     self.model = model
@@ -130,7 +132,7 @@ extension ChoiceExample: LoadableExample {
 }
 extension PromptExample: LoadableExample {
   public static func load(_ url: URL, _ setup: MethodSetup) throws -> [PromptExample] {
-    try PreferenceData.loadPrompts(url, tokenizer: setup.tokenizer, maxLength: setup.maxLength)
+    try PreferenceData.loadPrompts(url, tokenizer: setup.tokenizer, template: setup.template, maxLength: setup.maxLength)
   }
 }
 
@@ -162,7 +164,7 @@ extension MethodDefinition {
   public static var progressMetrics: [String] { [] }
   public static var summaryHistories: [(metric: String, key: String)] { [] }
   public func save(to directory: URL, setup: MethodSetup) throws {
-    try Checkpoint.save(setup.model, to: directory, companionsFrom: setup.companions)
+    try Checkpoint.save(setup.model, to: directory, companionsFrom: setup.companions, baseModel: setup.baseModel)
   }
 }
 
@@ -184,6 +186,6 @@ extension MethodDefinition where Self: OnlineMethod, Prompt: LoadableExample {
 public enum MethodRegistry {
   public static let all: [any MethodDefinition.Type] = [
     SFTMethod.self, IFTMethod.self, IQLearnMethod.self, ChoiceMethod.self, RewardModelMethod.self, DPOMethod.self,
-    ORPOMethod.self, KTOMethod.self, PPOMethod.self, GRPOMethod.self,
+    ORPOMethod.self, KTOMethod.self, PPOMethod.self, GRPOMethod.self, RLOOMethod.self, OnlineDPOMethod.self,
   ]
 }

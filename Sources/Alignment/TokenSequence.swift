@@ -81,6 +81,14 @@ public struct ScoredBatch {
     TokenScores(logProbs: scored.tokenLogProbs, logSumExp: scored.logSumExp.narrow(dim: 1, start: 0, length: mask.size(1)))
   }
 
+  /// The policy's mean entropy over the target positions, without gradients (a metric).
+  public var meanEntropy: Tensor {
+    withoutGradients {
+      let logp = logits.detached().to(.float32).logSoftmax(dim: -1)
+      return maskedMean(-(logp.exp() * logp).sum(dim: -1), mask.to(.float32))
+    }
+  }
+
   /// Σ log π(y_t|s_t) over each sequence's target tokens: the LM-as-reward score r_θ(x, y) [N].
   public var sequenceLogProbs: Tensor { (scored.tokenLogProbs * mask).sum(dim: 1) }
 

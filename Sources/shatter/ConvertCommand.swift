@@ -41,3 +41,34 @@ struct ConvertCommand: ParsableCommand {
     }
   }
 }
+
+struct MergeCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "merge",
+    abstract: "Fold a LoRA adapter into its base model's weights: a plain Hugging Face checkpoint.",
+    discussion: """
+      W ← W + (α/r)·B·A for every adapted layer (transposed for GPT-2's Conv1D), as PEFT's \
+      merge_and_unload. The result scores exactly as the base with the adapter, and loads in transformers \
+      or any Shatter command without --adapter.
+      """)
+
+  @Option(help: "The base checkpoint directory or .gguf file (default: the adapter's base_model_name_or_path).")
+  var model: String?
+  @Option(help: "The LoRA adapter directory (PEFT layout).") var adapter: String
+  @Option(help: "Directory to write (created if missing; files in it are replaced).") var out: String
+  @Flag(help: "Print one JSON object describing the result and nothing else on stdout.") var json = false
+
+  func run() throws {
+    let loaded = try model.map { try LoadedModel($0, adapter: adapter) } ?? LoadedModel(adapter)
+    let layers = Adapter.adapted(loaded.model).count
+    guard let config = Adapter.config(of: loaded.model) else { throw UserError("\(adapter): carries no LoRA layers") }
+    Adapter.merge(loaded.model)
+    try Checkpoint.save(loaded.model, to: URL(fileURLWithPath: out), companionsFrom: loaded.directory)
+    if json {
+      printJSON(["out": out, "base": loaded.source, "adapter": adapter, "layers": layers, "r": config.rank,
+                 "lora_alpha": config.alpha, "parameters": loaded.model.parameterCount])
+    } else {
+      print("merged \(adapter) (r \(config.rank), α \(config.alpha), \(layers) layers) into \(loaded.source); wrote \(out)")
+    }
+  }
+}

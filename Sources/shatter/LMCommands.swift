@@ -45,9 +45,18 @@ struct LoadedModel {
   private(set) var directory: URL
   let model: any CausalLM
   let tokenizer: any TextTokenizer
+  /// The base checkpoint as given (the path an adapter trained on it records as its base).
+  let source: String
 
-  init(_ path: String, device: Device = .cpu) throws {
+  /// `path`: a checkpoint directory, a `.gguf` file, or a PEFT adapter directory (its base is the
+  /// `base_model_name_or_path` it names). `adapter`: a PEFT adapter directory applied on top.
+  init(_ path: String, adapter: String? = nil, device: Device = .cpu) throws {
     try checkAvailable(device)
+    var path = path, adapter = adapter
+    if adapter == nil, let base = try Checkpoint.adapterBase(URL(fileURLWithPath: path)) {
+      adapter = path
+      path = base.path
+    }
     directory = URL(fileURLWithPath: path)
     if isGGUF(path) {
       let gguf = try GGUFCheckpoint(url: URL(fileURLWithPath: path))
@@ -58,11 +67,16 @@ struct LoadedModel {
       let companions = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-gguf-\(getpid())")
       try gguf.writeTokenizerFiles(to: companions)
       directory = companions
-      return
+    } else {
+      tokenizer = try loadTokenizer(path)
+      model = try Checkpoint.loadModel(from: directory)
+      model.move(to: device)
     }
-    tokenizer = try loadTokenizer(path)
-    model = try Checkpoint.loadModel(from: directory)
-    model.move(to: device)
+    source = path
+    if let adapter {
+      guard FileManager.default.fileExists(atPath: adapter) else { throw UserError("--adapter \(adapter) does not exist") }
+      try Adapter.load(from: URL(fileURLWithPath: adapter), into: model)
+    }
   }
 
   /// Ids of `text` as the tokenizer specifies (post-processor included), checked against the context.
@@ -76,6 +90,12 @@ struct LoadedModel {
     }
     return ids
   }
+}
+
+/// `--adapter DIR`: a LoRA adapter in PEFT's layout applied to the model for this command.
+struct AdapterOption: ParsableArguments {
+  @Option(help: "A LoRA adapter directory in PEFT's layout (adapter_config.json, adapter_model.safetensors) to apply to --model.")
+  var adapter: String?
 }
 
 struct TokenizeCommand: ParsableCommand {
@@ -103,13 +123,15 @@ struct ScoreCommand: ParsableCommand {
     abstract: "Per-token log-probabilities of a text under a model (teacher forcing).",
     discussion: "logprobs[i] = log p(tokens[i+1] | tokens[0…i]); total is their sum, the text's log-likelihood.")
 
-  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json), .gguf file or PEFT adapter directory.")
+  var model: String
+  @OptionGroup var adapter: AdapterOption
   @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "The text to score.") var text: String
   @Flag(help: "Print one JSON object {\"tokens\",\"logprobs\",\"total\"} and nothing else on stdout.") var json = false
 
   func run() throws {
-    let loaded = try LoadedModel(model, device: device)
+    let loaded = try LoadedModel(model, adapter: adapter.adapter, device: device)
     let ids = try loaded.encodeForContext(text)
     guard ids.count >= 2 else { throw UserError("the text has \(ids.count) token; scoring needs at least 2") }
     let logprobs = withoutGradients { loaded.model.score(PaddedBatch([ids], padId: 0)).tokenLogProbs }
@@ -134,7 +156,9 @@ struct GenerateCommand: ParsableCommand {
     abstract: "Continue a prompt with the model (KV cache; greedy at temperature 0).",
     discussion: "Stops at max-new-tokens or at an EOS id from config.json or the tokenizer.")
 
-  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json), .gguf file or PEFT adapter directory.")
+  var model: String
+  @OptionGroup var adapter: AdapterOption
   @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "The prompt text.") var prompt: String
   @Option(help: "Largest number of new tokens.") var maxNewTokens = 32
@@ -154,7 +178,7 @@ struct GenerateCommand: ParsableCommand {
   }
 
   func run() throws {
-    let loaded = try LoadedModel(model, device: device)
+    let loaded = try LoadedModel(model, adapter: adapter.adapter, device: device)
     let ids = try loaded.encodeForContext(prompt, reserve: maxNewTokens)
     let stops = loaded.model.stopTokens(tokenizer: loaded.tokenizer)
     let options = SamplingOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK > 0 ? topK : nil,

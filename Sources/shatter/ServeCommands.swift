@@ -39,6 +39,7 @@ struct ChatCommand: ParsableCommand {
 
   @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json with tokenizer_config.json).")
   var model: String
+  @OptionGroup var adapter: AdapterOption
   @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "A system message opening the conversation (else the template's default, if it has one).") var system: String?
   @Option(help: "Send this one message, print the reply and exit.") var message: String?
@@ -51,7 +52,7 @@ struct ChatCommand: ParsableCommand {
   }
 
   func run() throws {
-    let loaded = try LoadedModel(model, device: device)
+    let loaded = try LoadedModel(model, adapter: adapter.adapter, device: device)
     let session = ChatSession(model: loaded.model, tokenizer: loaded.tokenizer, template: chatTemplate(of: loaded.tokenizer),
                               system: system, options: sampling.sampling, seed: sampling.seed)
     if let message {
@@ -107,7 +108,9 @@ struct ServeCommand: ParsableCommand {
       up to --max-batch rows) on a worker thread. Logs one line per request on stderr.
       """)
 
-  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json).") var model: String
+  @Option(help: "Checkpoint directory (config.json, model.safetensors, tokenizer.json), .gguf file or PEFT adapter directory.")
+  var model: String
+  @OptionGroup var adapter: AdapterOption
   @Option(help: "Where the model runs: cpu, cuda or cuda:N (a CUDA build of libtorch).") var device: Device = .cpu
   @Option(help: "Address to listen on (loopback by default).") var host = "127.0.0.1"
   @Option(help: "Port to listen on (0: any free port, printed on stderr).") var port = 8000
@@ -125,7 +128,7 @@ struct ServeCommand: ParsableCommand {
   }
 
   func run() throws {
-    let loaded = try LoadedModel(model, device: device)
+    let loaded = try LoadedModel(model, adapter: adapter.adapter, device: device)
     var options = ServerOptions()
     options.host = host
     options.port = port

@@ -22,7 +22,8 @@ struct TrainCommand: ParsableCommand {
 
 /// Where the model comes from: a checkpoint directory, or a fresh one of a family and size.
 struct ModelSourceOptions: ParsableArguments {
-  @Option(help: "Start from this Hugging Face checkpoint directory (or a .gguf file).") var model: String?
+  @Option(help: "Start from this Hugging Face checkpoint directory (or a .gguf file, or a PEFT adapter directory, which trains on).")
+  var model: String?
   @Option(name: .customLong("init"), help: "Start from a freshly initialised model of this family instead: gpt2, llama or qwen2.")
   var initFamily: ModelFamily?
   @Option(help: "Tokenizer directory for --init (default: a byte-level tokenizer, 257 tokens).")
@@ -42,13 +43,15 @@ struct ModelSourceOptions: ParsableArguments {
     }
   }
 
-  /// The model, its tokenizer, and the directory whose tokenizer files the output should carry.
-  func load(seed: UInt64) throws -> (any CausalLM, any TextTokenizer, URL) {
+  /// The model, its tokenizer, the directory whose tokenizer files the output should carry, and the base
+  /// checkpoint's path (what a LoRA adapter trained on it records).
+  func load(seed: UInt64, adapter: String? = nil) throws -> (any CausalLM, any TextTokenizer, URL, String?) {
     if let model {
-      let loaded = try LoadedModel(model, device: device)
+      let loaded = try LoadedModel(model, adapter: adapter, device: device)
       if let dtype { loaded.model.move(to: device, dtype: dtype) }
-      return (loaded.model, loaded.tokenizer, loaded.directory)
+      return (loaded.model, loaded.tokenizer, loaded.directory, loaded.source)
     }
+    if adapter != nil { throw ValidationError("--adapter needs --model (the base it was trained on)") }
     try checkAvailable(device)
     var tokDir: URL
     if let tokenizer {
@@ -65,7 +68,39 @@ struct ModelSourceOptions: ParsableArguments {
     try config.validate(source: "model flags")
     let fresh = Checkpoint.makeModel(config, generator: Generator(seed: seed))
     fresh.move(to: device, dtype: dtype)
-    return (fresh, tok, tokDir)
+    return (fresh, tok, tokDir, nil)
+  }
+}
+
+/// Parameter-efficient training: a LoRA adapter on the base model's linear layers (only the adapter
+/// trains; the run saves the adapter alone, in PEFT's layout).
+struct LoRAOptions: ParsableArguments {
+  @Option(help: "LoRA rank r: train a low-rank adapter instead of every weight (0: full fine-tuning).") var loraR = 0
+  @Option(help: "LoRA α; the update is scaled by α/r.") var loraAlpha = 16.0
+  @Option(help: "Dropout on the adapter's input during training.") var loraDropout = 0.0
+  @Option(help: "Comma-separated module names to adapt, as PEFT matches them (default: q_proj,v_proj for Llama/Qwen2, c_attn for GPT-2; all-linear for every linear layer).")
+  var loraTargets: String?
+  @Option(help: "Continue training this LoRA adapter (PEFT layout) on --model.") var adapter: String?
+
+  func validate() throws {
+    guard loraR >= 0 else { throw ValidationError("--lora-r must be ≥ 0") }
+    guard loraAlpha > 0 else { throw ValidationError("--lora-alpha must be positive") }
+    guard (0..<1).contains(loraDropout) else { throw ValidationError("--lora-dropout must be in [0, 1)") }
+    if adapter != nil && loraR > 0 { throw ValidationError("give --lora-r for a new adapter or --adapter to continue one, not both") }
+    if loraR == 0 && loraTargets != nil { throw ValidationError("--lora-targets needs --lora-r") }
+  }
+
+  /// Attaches a fresh adapter when --lora-r is given; returns a line describing it.
+  func apply(to model: any CausalLM, seed: UInt64) throws -> String? {
+    guard loraR > 0 else { return nil }
+    let targets = loraTargets.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+    let config = LoRAConfig(rank: loraR, alpha: loraAlpha, dropout: loraDropout, targets: targets, family: model.config.family)
+    do {
+      let layers = try Adapter.attach(config, to: model, seed: seed)
+      return "LoRA r \(loraR), α \(loraAlpha) on \(layers.count) layers (\(config.targets.joined(separator: ",")))"
+    } catch let e as CheckpointError {
+      throw UserError("--lora-targets: \(e.message)")
+    }
   }
 }
 
@@ -169,6 +204,7 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
   }
 
   @OptionGroup var source: ModelSourceOptions
+  @OptionGroup(title: "LoRA") var lora: LoRAOptions
   @OptionGroup var optimization: OptimizationOptions<M>
   @OptionGroup var data: DataOptions
   @Argument(parsing: .allUnrecognized, help: .hidden) var methodFlags: [String] = []
@@ -180,9 +216,11 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
   }
 
   func run() throws {
-    let (model, tokenizer, companions) = try source.load(seed: optimization.seed)
-    let setup = MethodSetup(model: model, tokenizer: tokenizer, companions: companions, seed: optimization.seed,
+    let (model, tokenizer, companions, base) = try source.load(seed: optimization.seed, adapter: lora.adapter)
+    let adapterLine = try lora.apply(to: model, seed: optimization.seed)
+    var setup = MethodSetup(model: model, tokenizer: tokenizer, companions: companions, seed: optimization.seed,
                             maxLength: optimization.seqLen)
+    setup.baseModel = base
     let method: M
     do { method = try M.make(try MethodArguments(parsing: methodFlags, options: M.options), setup) } catch let e as MethodOptionError {
       throw UserError(e.description)
@@ -207,8 +245,11 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
         progress.note("\(method.name): no checkpoint under \(data.out) to resume from; starting at step 0")
       }
     }
+    if let adapterLine { progress.note(adapterLine) }
+    let trainable = model.trainableParameters().reduce(0) { $0 + $1.tensor.count }
     progress.note("\(method.name): \(trainer.sourceCount) \(trainer.online ? "prompts" : "examples"), "
-      + "\(model.parameterCount) parameters, \(options.steps) steps"
+      + "\(model.parameterCount) parameters" + (trainable < model.parameterCount ? " (\(trainable) trained)" : "")
+      + ", \(options.steps) steps"
       + (trainer.group.map { ", data parallel over \($0.worldSize) ranks (\($0.backend))" } ?? ""))
     let summary = try trainer.train { progress.update($0) }
     progress.finish()

@@ -110,7 +110,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     Data: {"prompt", …} lines; the other columns reach the reward functions (exact-match reads "answer"). \
     Each step samples --num-generations completions for each of --batch-size prompts from the live policy \
     (KV cache, in process), scores them with the weighted sum of --reward-funcs (exact-match, format:REGEX, \
-    length:N) and --reward-command CMD (a program reading JSONL {"prompt","completion",…columns} on stdin and \
+    length:N), --reward-model DIR and --reward-command CMD (a program reading JSONL {"prompt","completion",…columns} on stdin and \
     writing one number per line), and takes --num-iterations optimizer steps on the group-relative \
     advantages. --beta > 0 adds the k3 KL to a frozen copy of the starting model. --steps counts generation \
     batches.
@@ -126,10 +126,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     .string("scale-rewards", "group (default), batch or none: what the centred rewards are divided by."),
     .int("num-iterations", 1, "μ: optimizer steps on each generation batch."),
     .flag("mask-truncated-completions", "Leave completions that hit --max-completion-length out of the loss."),
-    .string("reward-funcs", "Comma-separated built-in rewards: exact-match, format:REGEX, length:N."),
-    .string("reward-command", "A program that reads JSONL completions on stdin and writes one reward per line."),
-    .string("reward-weights", "Comma-separated weights of the rewards (--reward-funcs in order, then the command)."),
-  ]
+  ] + RewardOptions.options
   public static var trainerDefaults: TrainerOptions {
     var o = TrainerOptions()
     o.steps = 20
@@ -183,26 +180,19 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     guard s.epsilonLow >= 0, s.epsilonHigh >= 0, s.beta >= 0 else {
       throw MethodOptionError("--epsilon, --epsilon-high and --beta must be at least 0")
     }
-    let rewards: WeightedRewards
-    do {
-      rewards = try WeightedRewards.parse(a.string("reward-funcs"), command: a.string("reward-command"),
-                                          weights: a.string("reward-weights"))
-    } catch let e as RewardError {
-      throw MethodOptionError(e.description)
-    }
+    let rewards = try RewardOptions.make(a, setup)
     return GRPOMethod(policy: setup.model, tokenizer: setup.tokenizer, rewards: rewards, settings: s,
                       stopTokens: setup.stopTokens, padId: setup.padId, seed: setup.seed)
   }
 
   public let settings: Settings
   let rewards: WeightedRewards
-  let tokenizer: any TextTokenizer
+  let sampler: CompletionSampler
   /// The frozen starting model, kept only when β > 0.
   let reference: (any CausalLM)?
-  let stopTokens: Set<Int>
   let padId: Int
   let seed: UInt64
-  let sampler: Generator
+  let stream: Generator
   /// Completions per optimizer step: the whole generation batch (set when the trainer is made).
   var rolloutSize = 0
 
@@ -210,11 +200,11 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
               stopTokens: Set<Int>, padId: Int, seed: UInt64 = 0) {
     self.settings = settings
     self.rewards = rewards
-    self.tokenizer = tokenizer
-    self.stopTokens = stopTokens
+    sampler = CompletionSampler(tokenizer: tokenizer, stopTokens: stopTokens, padId: padId,
+                                maxNewTokens: settings.maxCompletionLength, temperature: settings.temperature)
     self.padId = padId
     self.seed = seed
-    sampler = Generator(seed: seed &+ 0x6A0)
+    stream = Generator(seed: seed &+ 0x6A0)
     if settings.beta > 0 {
       reference = Checkpoint.frozenCopy(of: policy)
     } else {
@@ -225,7 +215,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
   public var name: String { Self.commandName }
   public var passes: Int { settings.iterations }
   public var miniBatch: Int { rolloutSize }
-  public var generators: [(name: String, generator: Generator)] { [("sampler", sampler)] }
+  public var generators: [(name: String, generator: Generator)] { [("sampler", stream)] }
 
   /// dapo normalises by every completion token of the step, so each completion weighs its tokens; the
   /// other types weigh completions equally.
@@ -233,23 +223,13 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     settings.lossType == .dapo ? Double(example.sequence.targetCount) : 1
   }
 
-  func sample(_ prompts: [PromptExample], model: any CausalLM, generator: Generator) -> [[Int]] {
-    let opts = SamplingOptions(maxNewTokens: settings.maxCompletionLength, temperature: settings.temperature, stopTokens: stopTokens)
-    return model.generate(prompts.map(\.tokens), options: opts, padId: padId, generator: generator)
-  }
-
-  func text(_ completion: [Int]) -> String {
-    tokenizer.decode(completion.last.map { stopTokens.contains($0) } == true ? Array(completion.dropLast()) : completion)
-  }
-
   public func rollout(_ prompts: [PromptExample], model: any CausalLM, step: Int) throws -> Rollout<GRPOSample> {
     let g = settings.generations
     let expanded = prompts.flatMap { Array(repeating: $0, count: g) }
-    let completions = sample(expanded, model: model, generator: sampler)
-    let items = zip(expanded, completions).map { RewardItem(prompt: $0, completion: text($1)) }
-    let (total, each) = try rewards.evaluate(items)
+    let completions = sampler.sample(expanded, model: model, generator: stream)
+    let (total, each) = try rewards.evaluate(sampler.items(expanded, completions))
     let (adv, groupStd, zeroStd) = GRPO.advantages(total, groupSize: g, scale: settings.scale)
-    let ended = completions.map { $0.last.map { stopTokens.contains($0) } == true }
+    let ended = completions.map(sampler.ended)
     var sequences = zip(expanded, completions).map { TokenSequence(prompt: $0.tokens, response: $1) }
     if settings.maskTruncated {
       for i in sequences.indices where !ended[i] {
@@ -267,16 +247,9 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
       let r: [Tensor?] = reference.map(rows) ?? sequences.map { _ in nil }
       return (o, r)
     }
-    func mean(_ xs: [Double]) -> Double { xs.reduce(0, +) / Double(Swift.max(1, xs.count)) }
     var metrics: [String: Double] = [
       "reward": mean(total), "reward_std": mean(groupStd), "frac_reward_zero_std": mean(zeroStd.map { $0 ? 1 : 0 }),
-      "completions/mean_length": mean(completions.map { Double($0.count) }),
-      "completions/clipped_ratio": mean(ended.map { $0 ? 0 : 1 }),
-    ]
-    for (name, values) in each {
-      metrics["rewards/\(name)/mean"] = mean(values)
-      metrics["rewards/\(name)/std"] = values.count > 1 ? unbiasedStd(values[...]) : 0
-    }
+    ].merging(sampler.lengthMetrics(completions)) { a, _ in a }.merging(rewards.metrics(each)) { a, _ in a }
     let samples = sequences.indices.map { i in
       GRPOSample(sequence: sequences[i], advantage: adv[i], oldLogProbs: old[i], referenceLogProbs: ref[i])
     }
@@ -296,18 +269,13 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
                       epsilonHigh: settings.epsilonHigh, beta: settings.beta, referenceLogProbs: rows(\.referenceLogProbs),
                       lossType: settings.lossType, maxCompletionLength: settings.maxCompletionLength)
     var metrics = r.tensorMetrics
-    metrics["entropy"] = withoutGradients {
-      let logp = a.logits.detached().to(.float32).logSoftmax(dim: -1)
-      return maskedMean(-(logp.exp() * logp).sum(dim: -1), a.mask.to(.float32))
-    }
+    metrics["entropy"] = a.meanEntropy
     return MicroBatchLoss(loss: r.loss, metrics: metrics, tokens: a.batch.tokenCount)
   }
 
-  /// Mean reward of one greedy-free sample per held-out prompt, from a stream seeded by the step.
+  /// Mean reward of one sample per held-out prompt.
   public func evaluate(_ prompts: [PromptExample], model: any CausalLM, step: Int) throws -> [String: Double] {
-    let completions = sample(prompts, model: model, generator: Generator(seed: seed &+ 0xE7A1 &+ UInt64(step)))
-    let (total, _) = try rewards.evaluate(zip(prompts, completions).map { RewardItem(prompt: $0, completion: text($1)) })
-    return ["reward": total.reduce(0, +) / Double(Swift.max(1, total.count))]
+    try sampler.evaluate(prompts, model: model, rewards: rewards, seed: seed, step: step)
   }
 
   public func trainer(data: URL, evalData: URL?, setup: MethodSetup, options: TrainerOptions, out: URL?) throws -> Trainer<GRPOMethod> {

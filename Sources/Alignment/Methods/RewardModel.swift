@@ -36,8 +36,8 @@ public final class RewardModel: Module {
     score(ScoredBatch(sequences, model: lm, padId: padId).lastHidden).squeezed(dim: -1).to(.float32)
   }
 
-  public func save(to directory: URL, companionsFrom source: URL? = nil) throws {
-    try Checkpoint.save(lm, to: directory, companionsFrom: source)
+  public func save(to directory: URL, companionsFrom source: URL? = nil, baseModel: String? = nil) throws {
+    try Checkpoint.save(lm, to: directory, companionsFrom: source, baseModel: baseModel)
     try Safetensors.save(["score.weight": score.weight], metadata: ["format": "pt"],
                          to: directory.appendingPathComponent(Self.headFile))
   }
@@ -87,6 +87,6 @@ public final class RewardModelMethod: MethodDefinition {
   }
 
   public func save(to directory: URL, setup: MethodSetup) throws {
-    try rewardModel.save(to: directory, companionsFrom: setup.companions)
+    try rewardModel.save(to: directory, companionsFrom: setup.companions, baseModel: setup.baseModel)
   }
 }
