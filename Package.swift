@@ -83,7 +83,7 @@ let package = Package(
     .testTarget(name: "LMTests", dependencies: ["LM", "NN", "Torch"], resources: [.copy("Fixtures")]),
     .testTarget(name: "AlignmentTests", dependencies: ["Alignment", "LM", "NN", "Torch"]),
     .testTarget(name: "WorldsTests", dependencies: ["Worlds"], resources: [.copy("Fixtures")]),
-    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Agents", "Worlds", "Alignment", "Torch"]),
+    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Agents", "Worlds", "Alignment", "LM", "Torch"]),
     .testTarget(name: "ServeTests", dependencies: ["Serve", "LM", "Torch"]),
     .testTarget(name: "AgentsTests", dependencies: ["Agents", "Serve", "Worlds", "LM", "Torch"]),
     .testTarget(name: "CLITests", dependencies: ["shatter", "Torch"]),

@@ -5,7 +5,7 @@ Two comparisons: the same-kernel tables run both sides on Debian's libtorch 1.13
 (OPENBLAS_CORETYPE, Shatter's pick) and the same thread counts (the fair ratio); the out-of-the-box table runs
 Shatter and the PyTorch a user would install today (the 2.13 CPU wheel from PyPI, MKL, in .venv-torch) each
 with no variables or flags at all (what a user gets)."""
-import json, os, statistics, subprocess, sys
+import json, os, re, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHATTER = os.path.join(ROOT, ".build/release/shatter")
@@ -91,6 +91,7 @@ def main():
 
     out_of_the_box(gpts, facts)
     generation()
+    lora_memory()
     data_parallel_step_time()
 
 
@@ -167,6 +168,40 @@ def generation():
     g = run([SHATTER, "bench", "generate", "--threads", THREADS])
     print(f"KV cache vs none (GPT-2 L=4 D=256, batch 4, 96 new tokens): {g['cached_tokens_per_second']:.0f} vs "
           f"{g['uncached_tokens_per_second']:.0f} tokens/s ({g['speedup']:.1f}x); identical outputs: {g['identical_outputs']}")
+
+
+def peak_rss_mib(cmd):
+    """Runs cmd under GNU time; returns (its JSON summary, peak resident set size in MiB, its stderr)."""
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], check=True, capture_output=True, text=True, cwd=ROOT, env=SAME)
+    kib = next(int(l.split(":")[1]) for l in p.stderr.splitlines() if "Maximum resident set size" in l)
+    return json.loads(p.stdout.strip().splitlines()[-1]), kib / 1024, p.stderr
+
+
+def lora_memory():
+    """Peak memory of training SmolLM2-135M-Instruct: full fine-tuning (AdamW state for every weight) against
+    LoRA r 16 on q_proj,v_proj (the base frozen, no gradients or optimizer state for it); SFT on the chat
+    form of examples/grpo-addition.jsonl, batch 8, a few steps."""
+    if not os.path.exists(os.path.join(MODEL, "model.safetensors")):
+        print(f"\nLoRA memory: skipped, {MODEL} is missing (run `make model`)")
+        return
+    data = "/tmp/shatter-bench-lora.jsonl"
+    with open(os.path.join(ROOT, "examples/grpo-addition.jsonl")) as f, open(data, "w") as out:
+        for line in f:
+            row = json.loads(line)
+            out.write(json.dumps({"messages": row["prompt"] + [{"role": "assistant", "content": row["answer"]}]}) + "\n")
+    common = ["train", "sft", "--model", MODEL, "--data", data, "--steps", "4", "--batch-size", "8", "--json"]
+    print("\nTraining memory, SmolLM2-135M-Instruct (float32), SFT batch 8, 4 steps: peak RSS of the whole process")
+    print(f"{'':34} {'peak RSS MiB':>13} {'trained params':>15} {'tokens/s':>9}")
+    rows = []
+    for label, extra in (("full fine-tuning", []), ("LoRA r 16 (q_proj, v_proj)", ["--lora-r", "16", "--lora-alpha", "32"])):
+        summary, mib, log = peak_rss_mib([SHATTER, *common, *extra, "--out", f"/tmp/shatter-bench-lora-{len(rows)}"])
+        rows.append(mib)
+        # The run's own note: "sft: N examples, P parameters (T trained), S steps".
+        note = next(l for l in log.splitlines() if " parameters" in l)
+        counts = re.findall(r"(\d+) parameters(?: \((\d+) trained\))?", note)[0]
+        trained = f"{int(counts[1] or counts[0]) / 1e6:.2f}M"
+        print(f"{label:34} {mib:13.0f} {trained:>15} {summary['tokens_per_second']:9.0f}")
+    print(f"LoRA / full: {rows[1] / rows[0]:.2f}x the memory")
 
 
 def data_parallel_step_time():

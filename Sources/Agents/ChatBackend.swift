@@ -60,7 +60,8 @@ public final class ScriptedChatBackend: ChatBackend, @unchecked Sendable {
 /// decode together in one batch, and a greedy reply is the one a lone call gets.
 public final class LocalChatBackend: ChatBackend, @unchecked Sendable {
   public let name: String
-  private let chat: ChatModel
+  /// The model, tokenizer and template the replies come from.
+  public let chat: ChatModel
   private let engine: GenerationEngine
 
   /// - maxBatch: replies decoded together at most.
@@ -73,6 +74,9 @@ public final class LocalChatBackend: ChatBackend, @unchecked Sendable {
   }
 
   deinit { engine.shutdown() }
+
+  /// Call after the model's weights changed (a training step), while no reply is being decoded.
+  public func weightsChanged() { engine.weightsChanged() }
 
   /// The engine's counters (decode steps, the largest batch).
   public var stats: EngineStats { engine.stats }
@@ -89,4 +93,24 @@ public final class LocalChatBackend: ChatBackend, @unchecked Sendable {
                             seed: options.seed ?? 0, stop: options.stop)
     return await GenerationEngine.collect(engine.submit(job)).text
   }
+}
+
+/// Passes every call to another backend and keeps each conversation with its reply, in order (what a
+/// trainer learns from).
+public final class RecordingChatBackend: ChatBackend, @unchecked Sendable {
+  public let inner: any ChatBackend
+  private let lock = NSLock()
+  private var calls: [(messages: [ChatMessage], reply: String)] = []
+
+  public init(_ inner: any ChatBackend) { self.inner = inner }
+  public var name: String { inner.name }
+
+  public func reply(to messages: [ChatMessage], options: ChatOptions) async throws -> String {
+    let reply = try await inner.reply(to: messages, options: options)
+    lock.withLock { calls.append((messages, reply)) }
+    return reply
+  }
+
+  /// The calls made so far.
+  public var recorded: [(messages: [ChatMessage], reply: String)] { lock.withLock { calls } }
 }

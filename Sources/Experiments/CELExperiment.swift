@@ -15,9 +15,14 @@ public struct CELConfig: Codable, Sendable, Equatable {
   public var prompts: CELPrompts
   /// The model's name, so that runs of another model under the same folder are refused.
   public var backend: String
+  /// Parameter training of the local model from episode outcomes (`--train grpo`): each model agent gets a
+  /// trained arm beside its untrained one, same seeds (nil: none).
+  public var train: CELTraining?
 
   public init(games: [GameSpec] = CELConfig.defaultGames, agents: [AgentKind] = AgentKind.allCases,
-              seeds: Int = CELConfig.defaultSeeds, episodes: Int = CELConfig.defaultEpisodes, settings: AgentSettings = CELConfig.defaultSettings, prompts: CELPrompts, backend: String) {
+              seeds: Int = CELConfig.defaultSeeds, episodes: Int = CELConfig.defaultEpisodes, settings: AgentSettings = CELConfig.defaultSettings, prompts: CELPrompts, backend: String,
+              train: CELTraining? = nil) {
+    self.train = train
     self.games = games
     self.agents = agents
     self.seeds = seeds
@@ -44,6 +49,11 @@ public struct CELConfig: Codable, Sendable, Equatable {
     s.maxTokens = 32
     s.reflectionTokens = 96
     return s
+  }
+
+  /// The arms reported: every agent, then the trained arm of each model agent when training.
+  public var arms: [String] {
+    agents.map(\.rawValue) + (train == nil ? [] : agents.filter(\.usesModel).map(CELTraining.arm))
   }
 
   /// The game seed of seed `s`'s episode `e`: every agent of a seed meets the same boards.
@@ -87,6 +97,10 @@ public enum CELRunner {
   /// run that stopped continues from its last finished episode with the rules and playbook it had. Writes
   /// metrics.jsonl, summary.json, report.md, SVG plots per game, knowledge.md (the final rules and
   /// playbooks) and one transcript of model calls per run under transcripts/.
+  ///
+  /// With `config.train`, the trained arms run after the others, one at a time (they change the local
+  /// model's weights), each with a fresh LoRA adapter saved under adapters/ and its trainer's metrics under
+  /// train/.
   public static func run(_ config: CELConfig, backend: (any ChatBackend)?, out: URL, parallel: Int = 8,
                          progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> CELSummary {
     let started = Date()
@@ -98,6 +112,12 @@ public enum CELRunner {
     guard Set(names).count == names.count else { throw ExperimentError("each game may appear once (got \(names.joined(separator: ", ")))") }
     if config.agents.contains(where: \.usesModel) && backend == nil {
       throw ExperimentError("the agents \(config.agents.filter(\.usesModel).map(\.rawValue).joined(separator: ", ")) need a model")
+    }
+    let local = backend as? LocalChatBackend
+    if let train = config.train {
+      guard local != nil else { throw ExperimentError("--train grpo trains the local model's weights: give --model, not --endpoint") }
+      guard config.agents.contains(where: \.usesModel) else { throw ExperimentError("--train grpo needs a model agent in --agents") }
+      guard train.group >= 2 else { throw ExperimentError("--train-group must be at least 2 (GRPO's advantages are relative to the group)") }
     }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -116,7 +136,10 @@ public enum CELRunner {
     let jobs = config.games.flatMap { g in
       config.agents.sorted { !$0.usesModel && $1.usesModel }.flatMap { a in (0..<config.seeds).map { Job(game: g, agent: a, seed: $0) } }
     }
-    let total = jobs.count * config.episodes
+    let trained = config.train == nil ? [] : config.games.flatMap { g in
+      config.agents.filter(\.usesModel).flatMap { a in (0..<config.seeds).map { Job(game: g, agent: a, seed: $0) } }
+    }
+    let total = (jobs.count + trained.count) * config.episodes
     let finished = Locked(0)
     let results = try await withThrowingTaskGroup(of: (String, [EpisodeRecord]).self) { group in
       var next = 0, out: [String: [EpisodeRecord]] = [:]
@@ -142,7 +165,20 @@ public enum CELRunner {
       }
       return out
     }
-    let all = jobs.flatMap { results[$0.key] ?? [] }
+    var all = jobs.flatMap { results[$0.key] ?? [] }
+    if let train = config.train, let local {
+      for job in trained {
+        let key = "\(job.game.name)-\(CELTraining.arm(job.agent))-seed\(job.seed)"
+        all += try await runTrained(job.game, agent: job.agent, seed: job.seed, config: config, training: train, backend: local,
+                                    file: runs.appendingPathComponent(key + ".jsonl"),
+                                    transcript: transcripts.appendingPathComponent(key + ".jsonl"), out: out) { record, resumed in
+          let n: Int = finished.mutate { $0 += 1; return $0 }
+          progress("[\(n)/\(total)] \(job.game.name) \(CELTraining.arm(job.agent)) seed \(job.seed) episode \(record.episode + 1): "
+            + "\(record.won ? "won" : "not won"), \(record.steps) steps\(resumed ? " (kept)" : ""), "
+            + "\(Int(Date().timeIntervalSince(started))) s")
+        }
+      }
+    }
     let summary = summarize(all, config: config, seconds: Date().timeIntervalSince(started))
     try write(summary, records: all, config: config, to: out)
     return summary
@@ -197,13 +233,13 @@ public enum CELRunner {
     var games: [String: [String: CELAgentSummary]] = [:]
     for g in config.games {
       var agents: [String: CELAgentSummary] = [:]
-      for a in config.agents {
-        let mine = records.filter { $0.game == g.name && $0.agent == a.rawValue }
+      for a in config.arms {
+        let mine = records.filter { $0.game == g.name && $0.agent == a }
         guard !mine.isEmpty else { continue }
         let bySeed = Dictionary(grouping: mine) { CELConfig.runSeed(of: $0) }.values.map { $0.sorted { $0.episode < $1.episode } }
         let episodes = (0..<config.episodes).map { e in bySeed.compactMap { $0.first { $0.episode == e } } }
         let last = bySeed.compactMap(\.last)
-        agents[a.rawValue] = CELAgentSummary(
+        agents[a] = CELAgentSummary(
           success: .wilson(successes: mine.filter(\.won).count, trials: mine.count),
           lastEpisodeSuccess: .wilson(successes: last.filter(\.won).count, trials: last.count),
           meanReturn: Interval(bySeed.map { $0.map(\.reward).reduce(0, +) / Double($0.count) }),
@@ -234,7 +270,7 @@ public enum CELRunner {
     encoder.keyEncodingStrategy = .convertToSnakeCase
     try encoder.encode(s).write(to: out.appendingPathComponent("summary.json"), options: .atomic)
     for g in config.games {
-      let agents = config.agents.compactMap { a in s.games[g.name]?[a.rawValue].map { (a.rawValue, $0) } }
+      let agents = config.arms.compactMap { a in s.games[g.name]?[a].map { (a, $0) } }
       func series(_ curve: (CELAgentSummary) -> [Interval]) -> [Plots.Series] {
         agents.map { name, a in
           let c = curve(a)
@@ -257,11 +293,11 @@ public enum CELRunner {
     var text = "# What the agents wrote down\n\nThe rules and playbook each agent held after its last episode.\n"
     for g in config.games {
       text += "\n## \(g.description)\n"
-      for a in config.agents where a.usesModel {
+      for a in config.arms where a != AgentKind.random.rawValue && a != AgentKind.solver.rawValue {
         for s in 0..<config.seeds {
-          guard let last = records.filter({ $0.game == g.name && $0.agent == a.rawValue && CELConfig.runSeed(of: $0) == s })
+          guard let last = records.filter({ $0.game == g.name && $0.agent == a && CELConfig.runSeed(of: $0) == s })
             .max(by: { $0.episode < $1.episode }), !(last.rules.isEmpty && last.playbook.isEmpty) else { continue }
-          text += "\n### \(a.rawValue), seed \(s)\n"
+          text += "\n### \(a), seed \(s)\n"
           if !last.rules.isEmpty { text += "\nRules:\n\n" + quoted(last.rules) }
           if !last.playbook.isEmpty { text += "\nPlaybook:\n\n" + quoted(last.playbook) }
         }
@@ -280,10 +316,10 @@ public enum CELRunner {
       t += "\n**\(g.description)** (\(s.seeds) seeds × \(s.episodes) episodes)\n\n"
       t += "| agent | success (95% CI) | last episode won | mean return (95% CI) | steps | model calls | fallbacks |\n"
       t += "|---|---|---|---|---|---|---|\n"
-      for a in config.agents {
-        guard let r = agents[a.rawValue] else { continue }
+      for a in config.arms {
+        guard let r = agents[a] else { continue }
         let won = Int((r.lastEpisodeSuccess.mean * Double(s.seeds)).rounded())
-        t += String(format: "| %@ | %.2f (%.2f–%.2f) | %d/%d | %.2f (%.2f–%.2f) | %.1f | %d | %d |\n", a.rawValue,
+        t += String(format: "| %@ | %.2f (%.2f–%.2f) | %d/%d | %.2f (%.2f–%.2f) | %.1f | %d | %d |\n", a,
                     r.success.mean, r.success.low, r.success.high, won, s.seeds, r.meanReturn.mean, r.meanReturn.low,
                     r.meanReturn.high, r.meanSteps, r.modelCalls, r.fallbacks)
       }
@@ -303,6 +339,17 @@ public enum CELRunner {
       Wilson's over all episodes; return intervals are over the seeds' means. Ran in \(Int(s.seconds)) s.
 
       """
+    if let t = config.train {
+      text += """
+
+        Trained arms (`+grpo`): the local model's LoRA weights (r \(t.loraRank), α \(t.loraAlpha)) take one GRPO step per \
+        episode, learning rate \(t.learningRate): the episode's board is played \(t.group) times at once, the returns \
+        are the group's rewards, and up to \(t.callsPerPlay) model calls of each play are the completions. The arm's \
+        episode is play 0, which meets the untrained arm's draws; each seed starts from a fresh adapter \
+        (adapters/), and each trainer's metrics are under train/.
+
+        """
+    }
     text += table(s, config: config)
     for g in config.games {
       text += "\n![\(g.description): success](success_\(g.name).svg)\n\n![\(g.description): return](return_\(g.name).svg)\n"

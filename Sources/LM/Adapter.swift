@@ -135,6 +135,11 @@ public enum Adapter {
     for (_, host) in hosts(of: model) { host.mergeAdapter() }
   }
 
+  /// Takes every adapter off without folding it in: the model computes as its base again.
+  public static func detach(_ model: any CausalLM) {
+    for (_, host) in hosts(of: model) { host.lora = nil }
+  }
+
   // MARK: - Files
 
   /// Writes `adapter_config.json` and `adapter_model.safetensors` (each atomically) in `directory`.

@@ -68,6 +68,7 @@ public final class GenerationEngine: @unchecked Sendable {
   private var queue: [Row] = []
   private var stopping = false
   private var stopped = false
+  private var forgetPrefixes = false
   private var _stats = EngineStats()
   private var thread: Thread?
 
@@ -129,6 +130,15 @@ public final class GenerationEngine: @unchecked Sendable {
     return (text, finish, p, c)
   }
 
+  /// Drops the kept prompt prefixes before the next job starts: call it after the model's weights change
+  /// (a training step between generations), while no job is running, so no later prompt reuses keys and
+  /// values the old weights computed.
+  public func weightsChanged() {
+    condition.lock()
+    forgetPrefixes = true
+    condition.unlock()
+  }
+
   /// Stops the worker after the rows it holds finish their current step; queued jobs end at once.
   public func shutdown() {
     condition.lock()
@@ -155,6 +165,10 @@ public final class GenerationEngine: @unchecked Sendable {
         condition.unlock()
         for r in left { r.end(.stop) }
         return
+      }
+      if forgetPrefixes {
+        forgetPrefixes = false
+        if prefixCacheEntries > 0 { decoder.prefixCache = PrefixCache(capacity: prefixCacheEntries) }
       }
       let room = maxBatch - active.count
       let joining = Array(queue.prefix(room)).filter { !$0.isCancelled }

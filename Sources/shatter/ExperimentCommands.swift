@@ -131,9 +131,21 @@ struct CELCommand: ParsableCommand {
   @Option(help: "A folder of prompt templates replacing the built-in ones file by file (see `shatter play --help`).")
   var prompts: String?
   @OptionGroup var source: AgentModelOptions
+  @Option(help: "Also train the local model's LoRA weights from episode outcomes: grpo (each model agent gets a trained arm, same seeds).")
+  var train: String?
+  @Option(help: "--train: plays of each episode's board that form a GRPO group.") var trainGroup = CELTraining().group
+  @Option(help: "--train: model calls per play trained on (a seeded sample).") var trainCalls = CELTraining().callsPerPlay
+  @Option(help: "--train: learning rate of the LoRA adapter (AdamW, constant).") var trainLr = CELTraining().learningRate
+  @Option(help: "--train: LoRA rank (α is twice the rank).") var trainLoraR = CELTraining().loraRank
   @Flag(help: "Print summary.json's content as one JSON object on stdout (progress goes to stderr).") var json = false
 
   func validate() throws {
+    if let train, train != "grpo" { throw ValidationError("--train \(train): the one training method is grpo") }
+    guard trainGroup >= 2 else { throw ValidationError("--train-group must be at least 2") }
+    guard trainCalls >= 1, trainLr > 0, trainLoraR >= 1 else {
+      throw ValidationError("--train-calls and --train-lora-r must be at least 1 and --train-lr positive")
+    }
+    if train != nil && source.endpoint != nil { throw ValidationError("--train grpo trains the local model: give --model, not --endpoint") }
     guard seeds >= 1, episodes >= 1, maxSteps >= 1, candidates >= 1, maxTokens >= 1, reflectionTokens >= 1, parallel >= 1 else {
       throw ValidationError("--seeds, --episodes, --max-steps, --candidates, --max-tokens, --reflection-tokens and --parallel must be at least 1")
     }
@@ -174,9 +186,19 @@ struct CELCommand: ParsableCommand {
     settings.maxTokens = maxTokens
     settings.reflectionTokens = reflectionTokens
     settings.temperature = temperature
+    var training: CELTraining?
+    if train != nil {
+      var t = CELTraining()
+      t.group = trainGroup
+      t.callsPerPlay = trainCalls
+      t.learningRate = trainLr
+      t.loraRank = trainLoraR
+      t.loraAlpha = Double(2 * trainLoraR)
+      training = t
+    }
     let config = CELConfig(games: specs, agents: kinds, seeds: seeds, episodes: episodes, settings: settings,
                            prompts: try CELPrompts.load(overrides: prompts.map { URL(fileURLWithPath: $0) }),
-                           backend: backend?.name ?? "none")
+                           backend: backend?.name ?? "none", train: training)
     let (out, parallel) = (URL(fileURLWithPath: self.out), self.parallel)
     let started = Date()
     let summary = try blocking {

@@ -1,4 +1,6 @@
 import Agents
+import LM
+import Torch
 import Foundation
 import Testing
 import Worlds
@@ -96,4 +98,47 @@ private func folder(_ name: String) -> URL {
   #expect(all.high == 1 && abs(all.low - 9 / 12.8416) < 1e-12)
   let half = Interval.wilson(successes: 5, trials: 10)
   #expect(abs(half.low - 0.2366) < 1e-4 && abs(half.high - 0.7634) < 1e-4)
+}
+
+/// `--train grpo` on a tiny random local model: the trained arm runs after the others with a fresh LoRA
+/// adapter, reports beside its untrained arm, starts from the same draws (its first episode, before any
+/// update, is the untrained arm's), logs one GRPO step per episode and leaves the model without adapter.
+@Test func celTrainingAddsATrainedArmOnTheSameSeeds() async throws {
+  let out = folder("train")
+  let tokenizerDir = folder("bytes")
+  try ByteVocabulary.write(to: tokenizerDir)
+  let tokenizer = try BPETokenizer(directory: tokenizerDir)
+  let lm = Checkpoint.makeModel(ModelConfig(family: .llama, vocabSize: tokenizer.vocabularySize, hiddenSize: 32, layers: 1,
+                                            heads: 2, maxPositions: 4096, eosTokenIds: tokenizer.eosTokenId.map { [$0] } ?? []),
+                                generator: Generator(seed: 5))
+  let backend = LocalChatBackend(ChatModel(model: lm, tokenizer: tokenizer, template: .plain), name: "local:tiny")
+  var settings = CELConfig.defaultSettings
+  settings.maxSteps = 4
+  settings.maxTokens = 6
+  settings.temperature = 0
+  var training = CELTraining()
+  training.group = 2
+  training.callsPerPlay = 2
+  let c = CELConfig(games: [.frozenLake(map: "4x4", size: 4, frozenProbability: 0.8, slippery: false, mapSeed: 0)],
+                    agents: [.zeroShot], seeds: 1, episodes: 2, settings: settings, prompts: try CELPrompts.load(),
+                    backend: backend.name, train: training)
+  let s = try await CELRunner.run(c, backend: backend, out: out)
+  let plain = try #require(s.games["frozenlake"]?["zero-shot"]), trained = try #require(s.games["frozenlake"]?["zero-shot+grpo"])
+  #expect(plain.episodes == 2 && trained.episodes == 2)
+  let runs = out.appendingPathComponent("runs")
+  let a = CELRunner.readRecords(runs.appendingPathComponent("frozenlake-zero-shot-seed0.jsonl"))
+  let b = CELRunner.readRecords(runs.appendingPathComponent("frozenlake-zero-shot+grpo-seed0.jsonl"))
+  #expect(a.count == 2 && b.count == 2)
+  #expect(a[0].seed == b[0].seed && a[0].steps == b[0].steps && a[0].reward == b[0].reward && a[0].modelCalls == b[0].modelCalls)
+  let steps = try String(contentsOf: out.appendingPathComponent("train/frozenlake-zero-shot+grpo-seed0/metrics.jsonl"),
+                         encoding: .utf8).split(separator: "\n")
+  #expect(steps.count == 2)
+  #expect(steps.allSatisfy { $0.contains("\"completions\":") && $0.contains("\"grad_norm\":") })
+  #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("adapters/frozenlake-zero-shot+grpo-seed0/adapter_model.safetensors").path))
+  #expect(!Adapter.isAttached(lm))
+  let report = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
+  #expect(report.contains("| zero-shot+grpo |") && report.contains("Trained arms"))
+  // Resuming keeps the finished trained run.
+  let again = try await CELRunner.run(c, backend: backend, out: out)
+  #expect(again.games["frozenlake"]?["zero-shot+grpo"]?.episodes == 2)
 }

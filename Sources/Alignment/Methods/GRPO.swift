@@ -87,6 +87,28 @@ public enum GRPO {
   }
 }
 
+extension GRPO {
+  /// The loss of a micro-batch of samples under `settings` (its loss type, clip range and β), with TRL's
+  /// metrics: what GRPOMethod and every other GRPO learner (CEL's game training) optimise.
+  public static func microBatchLoss(_ batch: [GRPOSample], model: any CausalLM, padId: Int,
+                                    settings: GRPOMethod.Settings) -> MicroBatchLoss {
+    let a = ScoredBatch(batch.map(\.sequence), model: model, padId: padId)
+    let w = a.mask.size(1)
+    let lp = a.scored.tokenLogProbs
+    func rows(_ t: KeyPath<GRPOSample, Tensor?>) -> Tensor? {
+      let xs = batch.compactMap { $0[keyPath: t] }
+      return xs.count == batch.count ? Tensor.stack(xs).narrow(dim: 1, start: 0, length: w) : nil
+    }
+    let r = loss(logProbs: lp, oldLogProbs: rows(\.oldLogProbs) ?? lp.detached(),
+                 advantages: Tensor(batch.map(\.advantage)).to(lp.device), mask: a.mask, epsilonLow: settings.epsilonLow,
+                 epsilonHigh: settings.epsilonHigh, beta: settings.beta, referenceLogProbs: rows(\.referenceLogProbs),
+                 lossType: settings.lossType, maxCompletionLength: settings.maxCompletionLength)
+    var metrics = r.tensorMetrics
+    metrics["entropy"] = a.meanEntropy
+    return MicroBatchLoss(loss: r.loss, metrics: metrics, tokens: a.batch.tokenCount)
+  }
+}
+
 /// The sample standard deviation (n − 1 in the denominator, as torch.std); needs two values.
 func unbiasedStd(_ xs: ArraySlice<Double>) -> Double {
   let m = xs.reduce(0, +) / Double(xs.count)
@@ -101,6 +123,18 @@ public struct GRPOSample {
   public let advantage: Double
   let oldLogProbs: Tensor?
   let referenceLogProbs: Tensor?
+
+  /// A sample of the current policy with no reference (μ = 1, β = 0): its ratio is taken against itself.
+  public init(sequence: TokenSequence, advantage: Double) {
+    self.init(sequence: sequence, advantage: advantage, oldLogProbs: nil, referenceLogProbs: nil)
+  }
+
+  init(sequence: TokenSequence, advantage: Double, oldLogProbs: Tensor?, referenceLogProbs: Tensor?) {
+    self.sequence = sequence
+    self.advantage = advantage
+    self.oldLogProbs = oldLogProbs
+    self.referenceLogProbs = referenceLogProbs
+  }
 }
 
 public final class GRPOMethod: MethodDefinition, OnlineMethod {
@@ -247,7 +281,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
       let r: [Tensor?] = reference.map(rows) ?? sequences.map { _ in nil }
       return (o, r)
     }
-    var metrics: [String: Double] = [
+    let metrics: [String: Double] = [
       "reward": mean(total), "reward_std": mean(groupStd), "frac_reward_zero_std": mean(zeroStd.map { $0 ? 1 : 0 }),
     ].merging(sampler.lengthMetrics(completions)) { a, _ in a }.merging(rewards.metrics(each)) { a, _ in a }
     let samples = sequences.indices.map { i in
@@ -257,20 +291,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
   }
 
   public func loss(_ batch: [GRPOSample], model: any CausalLM, step: Int) -> MicroBatchLoss {
-    let a = ScoredBatch(batch.map(\.sequence), model: model, padId: padId)
-    let w = a.mask.size(1)
-    let lp = a.scored.tokenLogProbs
-    func rows(_ t: KeyPath<GRPOSample, Tensor?>) -> Tensor? {
-      let xs = batch.compactMap { $0[keyPath: t] }
-      return xs.count == batch.count ? Tensor.stack(xs).narrow(dim: 1, start: 0, length: w) : nil
-    }
-    let r = GRPO.loss(logProbs: lp, oldLogProbs: rows(\.oldLogProbs) ?? lp.detached(),
-                      advantages: Tensor(batch.map(\.advantage)).to(lp.device), mask: a.mask, epsilonLow: settings.epsilonLow,
-                      epsilonHigh: settings.epsilonHigh, beta: settings.beta, referenceLogProbs: rows(\.referenceLogProbs),
-                      lossType: settings.lossType, maxCompletionLength: settings.maxCompletionLength)
-    var metrics = r.tensorMetrics
-    metrics["entropy"] = a.meanEntropy
-    return MicroBatchLoss(loss: r.loss, metrics: metrics, tokens: a.batch.tokenCount)
+    GRPO.microBatchLoss(batch, model: model, padId: padId, settings: settings)
   }
 
   /// Mean reward of one sample per held-out prompt.
