@@ -51,10 +51,12 @@ public enum Adapter {
   public static let weightsFile = "adapter_model.safetensors"
   static let keyPrefix = "base_model.model."
 
-  /// The layers that can carry an adapter, with their dotted names (the output head excluded).
+  /// The layers that can carry an adapter, with their dotted names (the output head and the adapters' own
+  /// factors excluded).
   public static func hosts(of model: any CausalLM) -> [(name: String, host: any LoRAHost)] {
     model.namedModules().compactMap { name, module in
-      guard let host = module as? any LoRAHost, name != "lm_head" else { return nil }
+      guard let host = module as? any LoRAHost, name != "lm_head", !name.hasSuffix(".lora_A"), !name.hasSuffix(".lora_B")
+      else { return nil }
       return (name, host)
     }
   }

@@ -21,7 +21,7 @@ public protocol TrainingModeAware: AnyObject {
 extension Module {
   /// Calls `visit` for every parameter in declaration order with its dotted name.
   public func visitParameters(_ visit: (String, Tensor) -> Void) {
-    walk(prefix: "", visitParameter: visit, visitModule: { _ in })
+    walk(prefix: "", visitParameter: visit, visitModule: { _, _ in })
   }
 
   /// Every parameter (trainable or frozen) with its dotted name, in declaration order.
@@ -41,33 +41,13 @@ extension Module {
   /// Every module in the tree (this one first) with its dotted name ("" for this one, `model.layers.0.mlp`).
   public func namedModules() -> [(name: String, module: any Module)] {
     var out: [(String, any Module)] = []
-    walkModules(prefix: "") { out.append(($0, $1)) }
+    walk(prefix: "", visitParameter: { _, _ in }, visitModule: { out.append(($0, $1)) })
     return out
-  }
-
-  func walkModules(prefix: String, _ visit: (String, any Module) -> Void) {
-    visit(prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix, self)
-    var mirror: Mirror? = Mirror(reflecting: self)
-    var levels: [Mirror] = []
-    while let m = mirror {
-      levels.append(m)
-      mirror = m.superclassMirror
-    }
-    for level in levels.reversed() {
-      for child in level.children {
-        guard let label = child.label else { continue }
-        if let m = child.value as? any Module {
-          m.walkModules(prefix: m is any FlattenedModule ? prefix : prefix + label + ".", visit)
-        } else if let ms = child.value as? [any Module] {
-          for (i, m) in ms.enumerated() { m.walkModules(prefix: "\(prefix)\(label).\(i).", visit) }
-        }
-      }
-    }
   }
 
   /// Switches every `TrainingModeAware` module in the tree.
   public func setTraining(_ on: Bool) {
-    walk(prefix: "", visitParameter: { _, _ in }, visitModule: { ($0 as? TrainingModeAware)?.training = on })
+    walk(prefix: "", visitParameter: { _, _ in }, visitModule: { ($1 as? TrainingModeAware)?.training = on })
   }
 
   /// Freezes (or unfreezes) every parameter.
@@ -77,8 +57,9 @@ extension Module {
   /// buffers (AdamW) are views that the parameters' `.grad` must keep pointing into.
   public func zeroGrad() { visitParameters { $1.zeroGrad(setToNone: false) } }
 
-  func walk(prefix: String, visitParameter: (String, Tensor) -> Void, visitModule: (any Module) -> Void) {
-    visitModule(self)
+  /// Visits this module (named by `prefix` without its final dot), then its parameters and children.
+  func walk(prefix: String, visitParameter: (String, Tensor) -> Void, visitModule: (String, any Module) -> Void) {
+    visitModule(prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix, self)
     var mirror: Mirror? = Mirror(reflecting: self)
     var levels: [Mirror] = []
     while let m = mirror {
@@ -94,7 +75,7 @@ extension Module {
   }
 
   static func visitValue(_ value: Any, prefix: String, label: String, visitParameter: (String, Tensor) -> Void,
-                         visitModule: (any Module) -> Void) {
+                         visitModule: (String, any Module) -> Void) {
     let name = prefix + label
     if let t = value as? Tensor {
       visitParameter(name, t)

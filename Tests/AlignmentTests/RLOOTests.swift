@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Torch
 @testable import Alignment
+@testable import LM
 
 @Test func rlooBaselineIsTheMeanOfTheOtherCompletionsAfterTheKLPenalty() {
   // Two prompts, k = 3 each.
@@ -45,4 +46,24 @@ import Torch
   #expect(OnlineDPOMethod.firstIsChosen(1, 0))
   #expect(!OnlineDPOMethod.firstIsChosen(0, 1))
   #expect(OnlineDPOMethod.firstIsChosen(0.5, 0.5))
+}
+
+@Test func aRewardModelDirectoryIsAReward() throws {
+  let lm = Checkpoint.makeModel(ModelConfig(family: .gpt2, vocabSize: 40, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 32),
+                                generator: Generator(seed: 2))
+  let rm = RewardModel(lm: lm, generator: Generator(seed: 3))
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shatter-rm-reward-\(getpid())")
+  defer { try? FileManager.default.removeItem(at: dir) }
+  try rm.save(to: dir)
+  let prompt = PromptExample(tokens: [3, 4, 5], text: "x", record: Data("{}".utf8), source: "p.jsonl:1")
+  let items = [[6, 7], [8], [9, 10, 11]].map { RewardItem(prompt: prompt, completion: "", completionTokens: $0) }
+  let reward = try RewardModelReward(directory: dir.path, vocabularySize: 40, padId: 0)
+  let expected = withoutGradients {
+    rm.rewards(items.map { TokenSequence(prompt: $0.prompt.tokens, response: $0.completionTokens) }, padId: 0).to(.float64)
+      .toArray(Double.self)
+  }
+  let got = try reward.rewards(items)
+  #expect(got.count == 3 && zip(got, expected).allSatisfy { Swift.abs($0 - $1) < 1e-6 })
+  #expect(Set(got.map { ($0 * 1e6).rounded() }).count == 3, "different completions score differently")
+  #expect(throws: RewardError.self) { try RewardModelReward(directory: dir.path, vocabularySize: 41, padId: 0) }
 }

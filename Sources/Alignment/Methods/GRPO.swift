@@ -161,14 +161,7 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     .int("num-iterations", 1, "μ: optimizer steps on each generation batch."),
     .flag("mask-truncated-completions", "Leave completions that hit --max-completion-length out of the loss."),
   ] + RewardOptions.options
-  public static var trainerDefaults: TrainerOptions {
-    var o = TrainerOptions()
-    o.steps = 20
-    o.batchSize = 4
-    o.learningRate = 1e-5
-    o.schedule = .constant
-    return o
-  }
+  public static var trainerDefaults: TrainerOptions { .sampling(learningRate: 1e-5) }
   public static let progressMetrics = ["reward", "reward_std", "frac_reward_zero_std", "completions/mean_length"]
   public static let summaryHistories = [(metric: "reward", key: "reward_history")]
 

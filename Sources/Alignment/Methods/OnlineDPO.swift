@@ -20,14 +20,7 @@ public final class OnlineDPOMethod: MethodDefinition, OnlineMethod {
     .double("temperature", 0.9, "Sampling temperature."),
     .double("missing-eos-penalty", 0, "Subtracted from the score of a completion that did not end with EOS."),
   ] + RewardOptions.options
-  public static var trainerDefaults: TrainerOptions {
-    var o = TrainerOptions()
-    o.steps = 20
-    o.batchSize = 4
-    o.learningRate = 5e-7
-    o.schedule = .constant
-    return o
-  }
+  public static var trainerDefaults: TrainerOptions { .sampling(learningRate: 5e-7) }
   public static let progressMetrics = ["reward", "objective/scores_margin", "rewards/accuracies", "objective/kl"]
   public static let summaryHistories = [(metric: "reward", key: "reward_history")]
 

@@ -68,14 +68,7 @@ public final class RLOOMethod: MethodDefinition, OnlineMethod {
     .int("num-iterations", 1, "μ: optimizer steps on each generation batch (TRL's num_ppo_epochs)."),
     .flag("normalize-advantages", "Standardise the advantages over the generation batch."),
   ] + RewardOptions.options
-  public static var trainerDefaults: TrainerOptions {
-    var o = TrainerOptions()
-    o.steps = 20
-    o.batchSize = 4
-    o.learningRate = 1e-5
-    o.schedule = .constant
-    return o
-  }
+  public static var trainerDefaults: TrainerOptions { .sampling(learningRate: 1e-5) }
   public static let progressMetrics = ["reward", "objective/kl", "objective/rlhf_reward", "completions/mean_length"]
   public static let summaryHistories = [(metric: "reward", key: "reward_history")]
 

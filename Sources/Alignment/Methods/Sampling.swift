@@ -78,3 +78,16 @@ public enum RewardOptions {
     }
   }
 }
+
+extension TrainerOptions {
+  /// The defaults of the methods that sample (GRPO, RLOO, online DPO): `steps` generation batches of
+  /// `batchSize` prompts at a constant learning rate.
+  public static func sampling(learningRate: Double) -> TrainerOptions {
+    var o = TrainerOptions()
+    o.steps = 20
+    o.batchSize = 4
+    o.learningRate = learningRate
+    o.schedule = .constant
+    return o
+  }
+}
