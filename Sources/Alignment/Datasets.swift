@@ -110,6 +110,10 @@ public enum SFTData {
 public struct PairExample: Sendable {
   public var chosen: TokenSequence
   public var rejected: TokenSequence
+  public init(chosen: TokenSequence, rejected: TokenSequence) {
+    self.chosen = chosen
+    self.rejected = rejected
+  }
 }
 
 /// A prompt with K candidate completions and the index a person picked (`{"prompt","candidates","choice"}`).

@@ -75,6 +75,59 @@ enum Plots {
     return s + "</svg>\n"
   }
 
+  /// Grid-world policies side by side: each panel is the map with every non-terminal cell shaded by the
+  /// probability its policy gives the optimal actions, its likeliest action drawn as an arrow, holes dark
+  /// and the goal marked; a colour scale beside them.
+  static func policyGrids(title: String, rows: Int, columns: Int, tiles: [Character], optimal: [[Double]],
+                          panels: [(String, [[Double]])]) -> String {
+    let cell = 34.0, gap = 26.0, top = 70.0, leftPad = 20.0
+    let panelWidth = Double(columns) * cell
+    let w = leftPad * 2 + Double(panels.count) * panelWidth + Double(panels.count - 1) * gap + 90
+    let h = top + Double(rows) * cell + 50
+    var s = """
+      <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" font-family="Helvetica, Arial, sans-serif" font-size="12">
+      <rect width="100%" height="100%" fill="white"/>
+      <text x="\(w / 2)" y="24" text-anchor="middle" font-size="14" font-weight="bold">\(title)</text>
+
+      """
+    let arrows = ["←", "↓", "→", "↑"]
+    for (k, (name, policy)) in panels.enumerated() {
+      let x0 = leftPad + Double(k) * (panelWidth + gap)
+      s += "<text x=\"\(x0 + panelWidth / 2)\" y=\"\(top - 10)\" text-anchor=\"middle\" font-weight=\"bold\">\(name)</text>\n"
+      for r in 0..<rows {
+        for c in 0..<columns {
+          let i = r * columns + c, x = x0 + Double(c) * cell, y = top + Double(r) * cell
+          let tile = tiles[i]
+          var fill = "#202020", label = ""
+          if tile == "G" {
+            fill = "#ffd700"
+            label = "G"
+          } else if tile != "H" {
+            let p = zip(policy[i], optimal[i]).filter { $0.1 > 0 }.map(\.0).reduce(0, +)
+            // White (0) to blue (1).
+            let v = Int((255 * (1 - Swift.min(1, Swift.max(0, p)))).rounded())
+            fill = String(format: "#%02x%02xff", v, v)
+            label = arrows[policy[i].indices.max { policy[i][$0] < policy[i][$1] } ?? 0]
+          }
+          s += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"\(fill)\" stroke=\"#888\"/>"
+          if !label.isEmpty {
+            s += "<text x=\"\(x + cell / 2)\" y=\"\(y + cell / 2 + 5)\" text-anchor=\"middle\" font-size=\"16\">\(label)</text>"
+          }
+          if tile == "S" { s += "<text x=\"\(x + 3)\" y=\"\(y + 11)\" font-size=\"9\">S</text>" }
+          s += "\n"
+        }
+      }
+    }
+    let sx = w - 70
+    for j in 0...10 {
+      let v = Int((255 * (1 - Double(10 - j) / 10)).rounded())
+      s += "<rect x=\"\(sx)\" y=\"\(top + Double(j) * 10)\" width=\"14\" height=\"10\" fill=\"\(String(format: "#%02x%02xff", v, v))\"/>"
+    }
+    s += "<text x=\"\(sx + 18)\" y=\"\(top + 9)\">1</text><text x=\"\(sx + 18)\" y=\"\(top + 110)\">0</text>"
+    s += "<text x=\"\(sx - 4)\" y=\"\(top + 128)\" font-size=\"10\">P(optimal)</text>\n"
+    return s + "</svg>\n"
+  }
+
   /// Mean KL against queries for each rule, with its 95% band over seeds, and the target as a dashed line.
   static func klCurves(_ rules: [(String, RuleSummary)], target: Double) -> String {
     bands(title: "Mean KL(p* ‖ π) over prompts vs queries asked (mean, 95% band over seeds)",

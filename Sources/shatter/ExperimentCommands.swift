@@ -11,7 +11,7 @@ extension EpistemicKind: ExpressibleByArgument {}
 struct ExperimentCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "experiment", abstract: "Run a paper's experiment as a named, seeded, resumable run with a report.",
-    subcommands: [InclusiveCommand.self, CELCommand.self])
+    subcommands: [InclusiveCommand.self, CELCommand.self, IFTFrozenLakeCommand.self])
 }
 
 /// Every flag's default is `InclusiveConfig`'s own (shown by --help), so the defaults live in one place.
