@@ -68,6 +68,9 @@ public struct IFTFrozenLakeSummary: Codable, Sendable {
   public let sweep: [String: Interval]
   /// The four methods' final MSE at the swept learning rates, and their ranking there.
   public let byLearningRate: [String: [String: Interval]]
+  /// Each method's final MSE minus SFT's from the same starting policy (per seed, then over seeds): the
+  /// paired comparison, tighter than the two intervals side by side.
+  public let minusSFT: [String: Interval]
   public let rankingByLearningRate: [String: [String]]
   public let startMSE: Interval
   public let seeds: Int
@@ -323,7 +326,13 @@ public enum IFTFrozenLake {
     byRate["\(config.learningRate)"] = methods.mapValues(\.finalMSE)
     byRateRanking["\(config.learningRate)"] = ranking
     let start = Interval(runs.filter { $0.method == "sft" }.map { $0.curve[0][1] })
-    return IFTFrozenLakeSummary(methods: methods, ranking: ranking, sweep: sweep, byLearningRate: byRate,
+    let sft = Dictionary(uniqueKeysWithValues: runs.filter { $0.method == "sft" }.map { ($0.seed, $0.finalMSE) })
+    var minusSFT: [String: Interval] = [:]
+    for m in self.methods where m != "sft" {
+      let d = runs.filter { $0.method == m }.compactMap { r in sft[r.seed].map { r.finalMSE - $0 } }
+      if !d.isEmpty { minusSFT[m] = Interval(d) }
+    }
+    return IFTFrozenLakeSummary(methods: methods, ranking: ranking, sweep: sweep, byLearningRate: byRate, minusSFT: minusSFT,
                                 rankingByLearningRate: byRateRanking, startMSE: start, seeds: config.seeds, seconds: seconds)
   }
 
@@ -363,12 +372,13 @@ public enum IFTFrozenLake {
 
   /// The results as Markdown: the four methods, then IFT's sweep.
   public static func table(_ s: IFTFrozenLakeSummary, config: IFTFrozenLakeConfig) -> String {
-    var t = "| method | final MSE (95% CI) | rank |\n|---|---|---|\n"
-    t += String(format: "| starting policy | %.4f (%.4f–%.4f) | |\n", s.startMSE.mean, s.startMSE.low, s.startMSE.high)
+    var t = "| method | final MSE (95% CI) | minus SFT's, paired by seed (95% CI) | rank |\n|---|---|---|---|\n"
+    t += String(format: "| starting policy | %.4f (%.4f–%.4f) | | |\n", s.startMSE.mean, s.startMSE.low, s.startMSE.high)
     for m in methods {
       guard let r = s.methods[m] else { continue }
-      t += String(format: "| %@ | %.4f (%.4f–%.4f) | %d |\n", m, r.finalMSE.mean, r.finalMSE.low, r.finalMSE.high,
-                  (s.ranking.firstIndex(of: m) ?? 0) + 1)
+      let paired = s.minusSFT[m].map { String(format: "%+.4f (%+.4f…%+.4f)", $0.mean, $0.low, $0.high) } ?? ""
+      t += String(format: "| %@ | %.4f (%.4f–%.4f) | %@ | %d |\n", m, r.finalMSE.mean, r.finalMSE.low, r.finalMSE.high,
+                  paired, (s.ranking.firstIndex(of: m) ?? 0) + 1)
     }
     let rates = ([config.learningRate] + config.sweepLearningRates).map { "\($0)" }.filter { s.byLearningRate[$0] != nil }
     if rates.count > 1 {
