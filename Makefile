@@ -23,6 +23,7 @@ test: bootstrap
 	@scripts/fetch_model
 	$(SWIFT) test --skip-build
 	@scripts/serve_test
+	@scripts/tensorboard_test
 
 # `shatter serve` against the official openai Python client (in .venv-serve), on a free loopback port.
 serve-test:

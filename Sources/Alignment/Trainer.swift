@@ -34,6 +34,8 @@ public struct TrainerOptions: Sendable {
   public var evalEvery = 0
   /// Offline runs: when set, `steps` becomes this many passes over the examples (rounded up).
   public var epochs: Double? = nil
+  /// Also write each step's metrics as TensorBoard event files under `<out>/tensorboard/`.
+  public var tensorBoard = false
   public init() {}
 }
 
@@ -287,6 +289,9 @@ public final class Trainer<Method: TrainingMethod> {
     }
     if let group { try broadcastParameters(group) }
     var tokens = 0
+    let board = try (isLeader && options.tensorBoard ? outputDirectory : nil).map {
+      try TensorBoardWriter(directory: $0.appendingPathComponent("tensorboard"))
+    }
     var metricHistory = metricsLog?.kept ?? []
     let start = Date()
     let firstStep = step + 1
@@ -318,6 +323,7 @@ public final class Trainer<Method: TrainingMethod> {
       if options.evalEvery > 0, step % options.evalEvery == 0 { metrics.merge(try evaluator(step)) { $1 } }
       if step == options.steps, options.evalEvery == 0 { metrics.merge(try evaluator(step)) { $1 } }
       try metricsLog?.append(step: step, metrics)
+      try board?.scalars(step: step, metrics)
       metricHistory.append(metrics)
       let elapsed = Date().timeIntervalSince(start)
       var log = StepLog(step: step, totalSteps: options.steps, loss: total, learningRate: optimizer.learningRate,

@@ -130,6 +130,8 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
   @Option(help: "Evaluate on --eval-data every N steps (0: once at the end).") var evalEvery = 0
   @Flag(help: "Continue from the latest checkpoint under --out: weights, optimizer, schedule, every RNG stream and data position.")
   var resume = false
+  @Option(help: "Where metrics go beside metrics.jsonl: tensorboard (event files under --out/tensorboard/) or none.")
+  var reportTo = "none"
   @Option(help: "A YAML file of option values (e.g. `lr: 3e-4`); flags on the command line override it.")
   var config: String?
   @Option(help: "Data parallel (WORLD_SIZE > 1, as torchrun or `shatter launch` sets it): seconds to wait for the other ranks at start and at each collective before stopping with an error.")
@@ -142,6 +144,7 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
       throw ValidationError("batch size, accumulation, epochs and learning rate must be positive; seq-len > 1; counts ≥ 0")
     }
     if let steps, steps <= 0 { throw ValidationError("--steps must be positive") }
+    guard ["none", "tensorboard"].contains(reportTo) else { throw ValidationError("--report-to \(reportTo): expected tensorboard or none") }
   }
 
   var trainerOptions: TrainerOptions {
@@ -158,6 +161,7 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
     o.seed = seed
     o.saveEvery = saveEvery
     o.evalEvery = evalEvery
+    o.tensorBoard = reportTo == "tensorboard"
     return o
   }
 }
