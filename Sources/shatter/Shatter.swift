@@ -46,7 +46,7 @@ extension Shatter {
   /// ranks that fail together under `shatter launch` interleaved character by character.
   static func finish(with error: Error) -> Never {
     let code = exitCode(for: error)
-    let message = fullMessage(for: error)
+    let message = fileProblem(error) ?? fullMessage(for: error)
     if code == .success {
       if !message.isEmpty { print(message) }
     } else {
@@ -54,6 +54,27 @@ extension Shatter {
     }
     Foundation.exit(code.rawValue)
   }
+}
+
+/// A Foundation file error (an unwritable `--out`, a missing directory) as one line naming the path and the
+/// operating system's reason, instead of `Error Domain=NSCocoaErrorDomain Code=4 …`.
+func fileProblem(_ error: Error) -> String? {
+  let e = error as NSError
+  guard e.domain == NSCocoaErrorDomain, let path = (e.userInfo[NSFilePathErrorKey] as? String)
+    ?? (e.userInfo[NSURLErrorKey] as? URL)?.path else { return nil }
+  let reason: String
+  if let posix = e.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
+    reason = String(cString: strerror(Int32(posix.code)))
+  } else {
+    switch CocoaError.Code(rawValue: e.code) {
+    case .fileWriteNoPermission, .fileReadNoPermission: reason = "permission denied"
+    case .fileNoSuchFile, .fileReadNoSuchFile: reason = "no such file or directory"
+    case .fileWriteOutOfSpace: reason = "no space left on the device"
+    case .fileWriteFileExists: reason = "a file is in the way"
+    default: reason = e.localizedDescription
+    }
+  }
+  return "Error: \(path): \(reason)"
 }
 
 struct VersionCommand: ParsableCommand {

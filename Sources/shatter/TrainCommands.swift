@@ -138,11 +138,15 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
   var distTimeout = 300.0
 
   func validate() throws {
-    guard (batchSize ?? 1) > 0, (gradAccum ?? 1) > 0, seqLen > 1, epochs > 0, (lr ?? 1) > 0, warmup >= 0, clip >= 0,
-      saveEvery >= 0, evalEvery >= 0, distTimeout > 0
-    else {
-      throw ValidationError("batch size, accumulation, epochs and learning rate must be positive; seq-len > 1; counts ≥ 0")
-    }
+    let checks: [(Bool, String)] = [
+      ((batchSize ?? 1) > 0, "--batch-size must be positive"), ((gradAccum ?? 1) > 0, "--grad-accum must be positive"),
+      (seqLen > 1, "--seq-len must be at least 2"), (epochs > 0, "--epochs must be positive"),
+      ((lr ?? 1) > 0 && (lr ?? 1).isFinite, "--lr must be positive (got \(lr ?? 0))"), (warmup >= 0, "--warmup must be ≥ 0"),
+      (clip >= 0, "--clip must be ≥ 0 (0: off)"), (weightDecay >= 0, "--weight-decay must be ≥ 0"),
+      (saveEvery >= 0, "--save-every must be ≥ 0"), (evalEvery >= 0, "--eval-every must be ≥ 0"),
+      (distTimeout > 0, "--dist-timeout must be positive"),
+    ]
+    if let (_, message) = checks.first(where: { !$0.0 }) { throw ValidationError(message) }
     if let steps, steps <= 0 { throw ValidationError("--steps must be positive") }
     guard ["none", "tensorboard"].contains(reportTo) else { throw ValidationError("--report-to \(reportTo): expected tensorboard or none") }
   }

@@ -88,3 +88,17 @@ func onlineMethodsRaiseACommandReward(_ method: String, _ flags: [String]) throw
                          "--out", temporary("lora-bad").path, "--steps", "1"])
   #expect(bad.status != 0 && bad.stderr.contains("'c_attn' matches no layer"), "\(bad.stderr)")
 }
+
+/// Bad values name their flag, and a directory that cannot be made is one line naming it and the reason.
+@Test func badNumbersAndUnwritableOutputsAreOneLineNamingTheFlagOrPath() throws {
+  let data = try prompts("gaps.jsonl")
+  defer { try? FileManager.default.removeItem(at: data) }
+  let common = tinyModel + ["--data", data.path, "--steps", "1"]
+  let lr = try shatter(["train", "grpo"] + common + ["--out", temporary("gap-lr").path, "--lr=-1", "--reward-funcs", "exact-match"])
+  #expect(lr.status != 0 && lr.stderr.contains("--lr must be positive"), "\(lr.stderr)")
+  let beta = try shatter(["train", "online-dpo"] + common + ["--out", temporary("gap-beta").path, "--beta=-1", "--reward-funcs", "exact-match"])
+  #expect(beta.status != 0 && beta.stderr.contains("--beta must be positive"), "\(beta.stderr)")
+  let out = try shatter(["train", "grpo"] + common + ["--out", "/proc/shatter-cannot-write-here", "--reward-funcs", "exact-match"])
+  #expect(out.status != 0 && out.stderr.contains("Error: /proc/shatter-cannot-write-here: ") && !out.stderr.contains("NSCocoaErrorDomain"),
+          "\(out.stderr)")
+}
