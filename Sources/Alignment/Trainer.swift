@@ -332,7 +332,14 @@ public final class Trainer<Method: TrainingMethod> {
       log.firstStep = firstStep
       progress(log)
       if let dir = outputDirectory, isLeader, options.saveEvery > 0, step % options.saveEvery == 0, step < options.steps {
-        try saveCheckpoint(in: dir)
+        do {
+          try saveCheckpoint(in: dir)
+        } catch {
+          // The partial directory is never renamed into place, so the checkpoints before it stand.
+          let last = (try? Self.checkpoints(in: dir).last)?.map { "\($0.url.lastPathComponent) (step \($0.step)) is intact; "
+            + "--resume continues from it" } ?? "there is no earlier checkpoint"
+          throw CheckpointError("the checkpoint at step \(step) could not be written: \(error); \(last)")
+        }
       }
     }
     let elapsed = Date().timeIntervalSince(start)

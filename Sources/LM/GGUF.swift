@@ -139,7 +139,7 @@ public final class GGUFFile: @unchecked Sendable {
     do {
       data = try Data(contentsOf: url, options: .alwaysMapped)
     } catch {
-      throw GGUFError(path: url.relativePath, "cannot read the file: \(error.localizedDescription)")
+      throw GGUFError(path: url.relativePath, "cannot read the file: \(fileErrorReason(error))")
     }
     try self.init(data: data, url: url)
   }

@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// A byte-level BPE tokenizer read from a Hugging Face `tokenizer.json` (GPT-2, Llama-3, Qwen2 and the
 /// many models shaped like them), giving the same ids and decoded text as the Python `tokenizers` library.
@@ -68,7 +69,7 @@ public struct BPETokenizer: TextTokenizer {
     do {
       return try Data(contentsOf: url)
     } catch {
-      throw TokenizerError("\(url.path): cannot be read: \(error.localizedDescription)")
+      throw TokenizerError("\(url.path): cannot be read: \(fileErrorReason(error))")
     }
   }
 

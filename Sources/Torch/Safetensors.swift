@@ -58,7 +58,7 @@ public final class SafetensorsFile: @unchecked Sendable {
     do {
       data = try Data(contentsOf: url, options: .alwaysMapped)
     } catch {
-      throw failure("cannot read the file: \(error.localizedDescription)")
+      throw failure("cannot read the file: \(fileErrorReason(error))")
     }
     guard data.count >= 8 else {
       throw failure("file is \(data.count) bytes, too short to hold the 8-byte header length")
@@ -279,7 +279,7 @@ public enum Safetensors {
       for name in names { try handle.write(contentsOf: tensors[name]!.bytes()) }
       try handle.synchronize()
     } catch {
-      throw SafetensorsError(path: path, "cannot write \(tmp.path): \(error.localizedDescription)")
+      throw SafetensorsError(path: path, "cannot write \(tmp.path): \(fileErrorReason(error))")
     }
     guard rename(tmp.path, url.path) == 0 else {
       let reason = String(cString: strerror(errno))
@@ -529,4 +529,15 @@ struct HeaderParser {
     }
     return .number(String(decoding: bytes[start..<i], as: UTF8.self))
   }
+}
+
+/// The operating system's reason behind a Foundation file error ("File too large", "No space left on
+/// device"), which `localizedDescription` hides behind "The operation could not be completed".
+public func fileErrorReason(_ error: Error) -> String {
+  let e = error as NSError
+  if e.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(e.code))) }
+  if let posix = e.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
+    return String(cString: strerror(Int32(posix.code)))
+  }
+  return e.localizedDescription
 }

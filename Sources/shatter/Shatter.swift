@@ -26,6 +26,9 @@ extension Shatter {
   /// Expands `--config FILE` before parsing, so every command accepts a YAML file that flags override.
   static func main() {
     BLAS.relaunchWithBestKernelIfNeeded()  // before any tensor work: OpenBLAS reads its kernel choice at load
+    // A write past the file-size limit (`ulimit -f`) fails with EFBIG and is reported, instead of the
+    // signal killing the process mid-write.
+    signal(SIGXFSZ, SIG_IGN)
     let args: [String]
     do {
       args = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))
@@ -64,7 +67,7 @@ func fileProblem(_ error: Error) -> String? {
     ?? (e.userInfo[NSURLErrorKey] as? URL)?.path else { return nil }
   let reason: String
   if let posix = e.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
-    reason = String(cString: strerror(Int32(posix.code)))
+    reason = fileErrorReason(error)
   } else {
     switch CocoaError.Code(rawValue: e.code) {
     case .fileWriteNoPermission, .fileReadNoPermission: reason = "permission denied"

@@ -102,3 +102,59 @@ func onlineMethodsRaiseACommandReward(_ method: String, _ flags: [String]) throw
   #expect(out.status != 0 && out.stderr.contains("Error: /proc/shatter-cannot-write-here: ") && !out.stderr.contains("NSCocoaErrorDomain"),
           "\(out.stderr)")
 }
+
+/// Runs shatter under `ulimit -f BLOCKS` (512-byte blocks): writes past it fail with EFBIG, a full disk's error.
+private func shatterLimited(fileBlocks: Int, _ args: [String]) throws -> Run {
+  let binary = repoRoot.appendingPathComponent(".build/debug/shatter").path
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/bin/sh")
+  p.arguments = ["-c", "ulimit -f \(fileBlocks); exec \"$0\" \"$@\"", binary] + args
+  let out = Pipe(), err = Pipe()
+  (p.standardOutput, p.standardError) = (out, err)
+  try p.run()
+  let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  #expect(p.terminationReason == .exit, "killed by a signal: \(String(decoding: e, as: UTF8.self))")
+  return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// A checkpoint that cannot be written (the disk full, here a file-size limit) and a process killed in the
+/// middle of writing one both leave the previous checkpoint whole; --resume continues from it and ends
+/// where an uninterrupted run ends.
+@Test func aFailedOrKilledCheckpointWriteLeavesThePreviousOne() throws {
+  let out = temporary("faults"), straight = temporary("faults-straight")
+  defer { for u in [out, straight] { try? FileManager.default.removeItem(at: u) } }
+  let common = ["train", "sft", "--init", "gpt2", "--layers", "2", "--d-model", "64", "--heads", "2", "--max-positions", "32",
+                "--data", repoRoot.appendingPathComponent("examples/addition.jsonl").path, "--save-every", "2", "--batch-size", "8",
+                "--schedule", "constant",
+                "--json"]
+  let reference = try shatter(common + ["--out", straight.path, "--steps", "8"])
+  #expect(reference.status == 0, "\(reference.stderr)")
+  #expect(try shatter(common + ["--out", out.path, "--steps", "4"]).status == 0)
+  // Disk full at the step-4 checkpoint: the run stops saying so and names what survives.
+  let full = try shatterLimited(fileBlocks: 200, common + ["--out", out.path, "--steps", "8", "--resume"])
+  #expect(full.status != 0)
+  #expect(full.stderr.contains("the checkpoint at step 4 could not be written") && full.stderr.contains("File too large")
+    && full.stderr.contains("checkpoint-000002 (step 2) is intact"), "\(full.stderr)")
+  let names = try FileManager.default.contentsOfDirectory(atPath: out.path)
+  #expect(names.filter { $0.hasPrefix("checkpoint-") } == ["checkpoint-000002"])
+  // Killed while writing the step-4 checkpoint (as soon as its partial directory appears).
+  let p = Process()
+  p.executableURL = repoRoot.appendingPathComponent(".build/debug/shatter")
+  p.arguments = common + ["--out", out.path, "--steps", "8", "--resume"]
+  (p.standardOutput, p.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
+  try p.run()
+  let partial = out.appendingPathComponent(".checkpoint-000004.partial/model.safetensors").path
+  let deadline = Date().addingTimeInterval(60)
+  while p.isRunning && !FileManager.default.fileExists(atPath: partial) && Date() < deadline { usleep(500) }
+  kill(p.processIdentifier, SIGKILL)
+  p.waitUntilExit()
+  let after = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasPrefix("checkpoint-") }.sorted()
+  #expect(after.first == "checkpoint-000002")
+  // Resume picks the last complete checkpoint and ends as the uninterrupted run does (a constant rate, so a
+  // 4-step run continued to 8 is the 8-step run).
+  let resumed = try shatter(common + ["--out", out.path, "--steps", "8", "--resume"])
+  #expect(resumed.status == 0, "\(resumed.stderr)")
+  #expect(resumed.stderr.contains("resuming from step \(after.count > 1 ? 4 : 2)"), "\(resumed.stderr)")
+  #expect(resumed.json["final_loss"] as? Double == reference.json["final_loss"] as? Double)
+}
