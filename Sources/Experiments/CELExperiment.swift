@@ -119,15 +119,7 @@ public enum CELRunner {
       guard config.agents.contains(where: \.usesModel) else { throw ExperimentError("--train grpo needs a model agent in --agents") }
       guard train.group >= 2 else { throw ExperimentError("--train-group must be at least 2 (GRPO's advantages are relative to the group)") }
     }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    let configURL = out.appendingPathComponent("config.json")
-    let configData = try encoder.encode(config)
-    if let existing = fm.contents(atPath: configURL.path), existing != configData {
-      throw ExperimentError("\(out.path) holds runs of a different configuration; use another --out or delete it")
-    }
-    try configData.write(to: configURL, options: .atomic)
+    try ExperimentFiles.claim(out, config: config)
 
     struct Job: Sendable { let game: GameSpec, agent: AgentKind, seed: Int
       var key: String { "\(game.name)-\(agent.rawValue)-seed\(seed)" }
@@ -257,18 +249,11 @@ public enum CELRunner {
   }
 
   static func write(_ s: CELSummary, records: [EpisodeRecord], config: CELConfig, to out: URL) throws {
-    var metrics = ""
-    for r in records {
-      let obj: [String: Any] = ["game": r.game, "agent": r.agent, "seed": CELConfig.runSeed(of: r), "episode": r.episode,
-                                "game_seed": r.seed, "won": r.won, "return": r.reward, "steps": r.steps,
-                                "model_calls": r.modelCalls, "retries": r.retries, "fallbacks": r.fallbacks]
-      metrics += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
-    }
-    try Data(metrics.utf8).write(to: out.appendingPathComponent("metrics.jsonl"), options: .atomic)
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    try encoder.encode(s).write(to: out.appendingPathComponent("summary.json"), options: .atomic)
+    try ExperimentFiles.writeMetrics(records.map { r in
+      ["game": r.game, "agent": r.agent, "seed": CELConfig.runSeed(of: r), "episode": r.episode, "game_seed": r.seed, "won": r.won,
+       "return": r.reward, "steps": r.steps, "model_calls": r.modelCalls, "retries": r.retries, "fallbacks": r.fallbacks]
+    }, to: out)
+    try ExperimentFiles.writeSummary(s, to: out)
     for g in config.games {
       let agents = config.arms.compactMap { a in s.games[g.name]?[a].map { (a, $0) } }
       func series(_ curve: (CELAgentSummary) -> [Interval]) -> [Plots.Series] {

@@ -219,18 +219,10 @@ public enum IFTFrozenLake {
     let fm = FileManager.default
     let runsDir = out.appendingPathComponent("runs")
     try fm.createDirectory(at: runsDir, withIntermediateDirectories: true)
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    encoder.keyEncodingStrategy = .convertToSnakeCase
     // Run files keep Swift's key names (decoded back on resume); reports use snake case.
     let runCoder = (JSONEncoder(), JSONDecoder())
     runCoder.0.outputFormatting = [.sortedKeys]
-    let configURL = out.appendingPathComponent("config.json")
-    let configData = try encoder.encode(config)
-    if let existing = fm.contents(atPath: configURL.path), existing != configData {
-      throw ExperimentError("\(out.path) holds runs of a different configuration; use another --out or delete it")
-    }
-    try configData.write(to: configURL, options: .atomic)
+    try ExperimentFiles.claim(out, config: config)
 
     let chosen = trajectory(best, game: game), rejected = trajectory(worse, game: game)
     let reads = contexts(game, optimal: chosen, suboptimal: rejected)
@@ -338,18 +330,10 @@ public enum IFTFrozenLake {
 
   static func write(_ s: IFTFrozenLakeSummary, runs: [IFTFrozenLakeRun], config: IFTFrozenLakeConfig, game: FrozenLake,
                     optimal: [[Double]], routes: ([FrozenLake.Action], [FrozenLake.Action]), to out: URL) throws {
-    var metrics = ""
-    for r in runs.sorted(by: { ($0.method, $0.seed) < ($1.method, $1.seed) }) {
-      for point in r.curve {
-        let obj: [String: Any] = ["method": r.method, "seed": r.seed, "step": Int(point[0]), "mse": point[1]]
-        metrics += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
-      }
-    }
-    try Data(metrics.utf8).write(to: out.appendingPathComponent("metrics.jsonl"), options: .atomic)
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    try encoder.encode(s).write(to: out.appendingPathComponent("summary.json"), options: .atomic)
+    try ExperimentFiles.writeMetrics(runs.sorted(by: { ($0.method, $0.seed) < ($1.method, $1.seed) }).flatMap { r in
+      r.curve.map { ["method": r.method, "seed": r.seed, "step": Int($0[0]), "mse": $0[1]] as [String: Any] }
+    }, to: out)
+    try ExperimentFiles.writeSummary(s, to: out)
     let series = methods.compactMap { m in
       s.methods[m].map { Plots.Series(name: m, x: $0.steps.map(Double.init), mean: $0.curve.map(\.mean), low: $0.curve.map(\.low),
                                       high: $0.curve.map(\.high)) }

@@ -46,15 +46,7 @@ public enum InclusiveRunner {
     let fm = FileManager.default
     let runs = out.appendingPathComponent("runs")
     try fm.createDirectory(at: runs, withIntermediateDirectories: true)
-    let configURL = out.appendingPathComponent("config.json")
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    let configData = try encoder.encode(config)
-    if let existing = fm.contents(atPath: configURL.path), existing != configData {
-      throw ExperimentError("\(out.path) holds runs of a different configuration; use another --out or delete it")
-    }
-    try configData.write(to: configURL, options: .atomic)
+    try ExperimentFiles.claim(out, config: config)
 
     // Pre-train once (every rule and seed starts from the same model), then run every job on its own thread.
     Torch.threads = 1
@@ -136,15 +128,9 @@ public enum InclusiveRunner {
   }
 
   static func write(_ s: InclusiveSummary, results: [RunResult], config: InclusiveConfig, to out: URL) throws {
-    var lines = ""
-    for r in results.sorted(by: { ($0.rule, $0.seed) < ($1.rule, $1.seed) }) {
-      for p in r.curve {
-        let obj: [String: Any] = ["rule": r.rule, "seed": r.seed, "queries": p.queries, "kl": p.kl,
-                                  "held_out_log_loss": p.heldOutLogLoss]
-        lines += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
-      }
-    }
-    try Data(lines.utf8).write(to: out.appendingPathComponent("metrics.jsonl"), options: .atomic)
+    try ExperimentFiles.writeMetrics(results.sorted(by: { ($0.rule, $0.seed) < ($1.rule, $1.seed) }).flatMap { r in
+      r.curve.map { ["rule": r.rule, "seed": r.seed, "queries": $0.queries, "kl": $0.kl, "held_out_log_loss": $0.heldOutLogLoss] as [String: Any] }
+    }, to: out)
     try JSONSerialization.data(withJSONObject: summaryJSON(s), options: [.prettyPrinted, .sortedKeys])
       .write(to: out.appendingPathComponent("summary.json"), options: .atomic)
     let all = s.rules.sorted { $0.key < $1.key } + [("baseline_rm_policy", s.baseline)]

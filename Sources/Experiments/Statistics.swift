@@ -36,3 +36,38 @@ final class Locked<T>: @unchecked Sendable {
   var value: T { lock.lock(); defer { lock.unlock() }; return inner }
   @discardableResult func mutate<R>(_ f: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return f(&inner) }
 }
+
+/// The files every experiment writes the same way: its config (which claims the folder), metrics.jsonl and
+/// summary.json.
+enum ExperimentFiles {
+  /// Pretty, sorted, snake_case keys: what config.json and summary.json are written with.
+  static var encoder: JSONEncoder {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    e.keyEncodingStrategy = .convertToSnakeCase
+    return e
+  }
+
+  /// Writes `out/config.json`; a folder that holds the runs of another configuration is refused, so a
+  /// resumed experiment never mixes two.
+  static func claim<C: Encodable>(_ out: URL, config: C) throws {
+    let url = out.appendingPathComponent("config.json")
+    let data = try encoder.encode(config)
+    if let existing = FileManager.default.contents(atPath: url.path), existing != data {
+      throw ExperimentError("\(out.path) holds runs of a different configuration; use another --out or delete it")
+    }
+    try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+    try data.write(to: url, options: .atomic)
+  }
+
+  /// `out/metrics.jsonl`: one JSON object (sorted keys) per row.
+  static func writeMetrics(_ rows: [[String: Any]], to out: URL) throws {
+    var text = ""
+    for row in rows { text += String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self) + "\n" }
+    try Data(text.utf8).write(to: out.appendingPathComponent("metrics.jsonl"), options: .atomic)
+  }
+
+  static func writeSummary<S: Encodable>(_ s: S, to out: URL) throws {
+    try encoder.encode(s).write(to: out.appendingPathComponent("summary.json"), options: .atomic)
+  }
+}
