@@ -71,3 +71,31 @@ enum ExperimentFiles {
     try encoder.encode(s).write(to: out.appendingPathComponent("summary.json"), options: .atomic)
   }
 }
+
+/// Rank correlation, for the IQLearn experiment's reward-vs-score claim.
+public enum Correlation {
+  /// 1-based ranks, ties given their average rank.
+  public static func ranks(_ v: [Double]) -> [Double] {
+    let order = v.indices.sorted { v[$0] < v[$1] }
+    var out = [Double](repeating: 0, count: v.count)
+    var i = 0
+    while i < order.count {
+      var j = i
+      while j + 1 < order.count && v[order[j + 1]] == v[order[i]] { j += 1 }
+      for k in i...j { out[order[k]] = Double(i + j) / 2 + 1 }
+      i = j + 1
+    }
+    return out
+  }
+
+  public static func pearson(_ a: [Double], _ b: [Double]) -> Double {
+    precondition(a.count == b.count && a.count > 1, "pearson needs two series of the same length (at least 2)")
+    let ma = a.reduce(0, +) / Double(a.count), mb = b.reduce(0, +) / Double(b.count)
+    let cov = zip(a, b).map { ($0 - ma) * ($1 - mb) }.reduce(0, +)
+    let va = a.map { ($0 - ma) * ($0 - ma) }.reduce(0, +), vb = b.map { ($0 - mb) * ($0 - mb) }.reduce(0, +)
+    return va == 0 || vb == 0 ? .nan : cov / (va * vb).squareRoot()
+  }
+
+  /// Spearman's ρ: the Pearson correlation of the average ranks (NaN when a series is constant).
+  public static func spearman(_ a: [Double], _ b: [Double]) -> Double { pearson(ranks(a), ranks(b)) }
+}

@@ -32,3 +32,12 @@ private struct Fixture: Decodable {
   #expect(Swift.abs(Diversity.selfBLEU(["a b c d e", "a b c d e"]) - 1) < 1e-12)
   #expect(Diversity.selfBLEU(["a b c d", "e f g h"]) == 0)
 }
+
+@Test func spearmanUsesAverageRanksForTies() {
+  #expect(Correlation.ranks([5, 6, 7, 8, 7]) == [1, 2, 3.5, 5, 3.5])
+  // Values computed by hand (Pearson correlation of the average ranks).
+  #expect(Swift.abs(Correlation.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) - 0.8207826816681233) < 1e-12)
+  #expect(Swift.abs(Correlation.spearman([10, 20, 20, 40, 35, 1], [3, 1, 2, 2, 9, 0.5]) - 0.45588235294117646) < 1e-12)
+  #expect(Correlation.spearman([1, 2, 3], [3, 2, 1]) == -1)
+  #expect(Correlation.spearman([1, 1, 1], [1, 2, 3]).isNaN)
+}
