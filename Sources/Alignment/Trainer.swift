@@ -89,14 +89,15 @@ public struct Rollout<Example> {
 /// A method that learns from the live policy's own samples (PPO; GRPO, RLOO and online DPO plug in the
 /// same way): each trainer step draws prompts, `rollout` samples and scores them with the current
 /// weights, then the trainer runs `passes` shuffled passes over the rollout in optimizer steps of
-/// `miniBatch` examples.
+/// `miniBatch(promptsPerStep:)` examples.
 public protocol OnlineMethod: TrainingMethod {
   associatedtype Prompt
   func rollout(_ prompts: [Prompt], model: any CausalLM, step: Int) throws -> Rollout<Example>
   /// Metrics of the current policy on held-out prompts, from streams of its own (never the training ones).
   func evaluate(_ prompts: [Prompt], model: any CausalLM, step: Int) throws -> [String: Double]
   var passes: Int { get }
-  var miniBatch: Int { get }
+  /// Examples per optimizer step when each rollout samples `promptsPerStep` prompts (`--batch-size`).
+  func miniBatch(promptsPerStep: Int) -> Int
 }
 
 /// What the trainer reports after each step.
@@ -442,11 +443,11 @@ public final class Trainer<Method: TrainingMethod> {
 
 extension Trainer where Method: OnlineMethod {
   /// An online run: each step draws `options.batchSize` prompts, rolls them out on the live policy, then
-  /// makes `method.passes` shuffled passes of optimizer steps over `method.miniBatch` examples each.
+  /// makes `method.passes` shuffled passes of optimizer steps over `method.miniBatch(promptsPerStep:)` examples each.
   public convenience init(model: any CausalLM, method: Method, prompts: [Method.Prompt], evalPrompts: [Method.Prompt] = [],
                           options: TrainerOptions, outputDirectory: URL? = nil) {
     self.init(model: model, method: method, sourceCount: prompts.count, drawn: options.batchSize, passes: method.passes,
-              updateSize: method.miniBatch, options: options, outputDirectory: outputDirectory,
+              updateSize: method.miniBatch(promptsPerStep: options.batchSize), options: options, outputDirectory: outputDirectory,
               collect: { indices, step in
                 model.setTraining(false)
                 return try method.rollout(indices.map { prompts[$0] }, model: model, step: step)

@@ -58,7 +58,7 @@ final class CELGRPOMethod: OnlineMethod, @unchecked Sendable {
 
   var name: String { "cel-grpo" }
   var passes: Int { 1 }
-  var miniBatch: Int { training.group * training.callsPerPlay }
+  func miniBatch(promptsPerStep: Int) -> Int { training.group * training.callsPerPlay }
   var generators: [(name: String, generator: Generator)] { [("calls", stream)] }
   func weight(of example: GRPOSample) -> Double { 1 }
 

@@ -220,8 +220,6 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
   let padId: Int
   let seed: UInt64
   let stream: Generator
-  /// Completions per optimizer step: the whole generation batch (set when the trainer is made).
-  var rolloutSize = 0
 
   public init(policy: any CausalLM, tokenizer: any TextTokenizer, rewards: WeightedRewards, settings: Settings,
               stopTokens: Set<Int>, padId: Int, seed: UInt64 = 0) {
@@ -241,7 +239,8 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
 
   public var name: String { Self.commandName }
   public var passes: Int { settings.iterations }
-  public var miniBatch: Int { rolloutSize }
+  /// One optimizer step over the whole generation batch.
+  public func miniBatch(promptsPerStep: Int) -> Int { promptsPerStep * settings.generations }
   public var generators: [(name: String, generator: Generator)] { [("sampler", stream)] }
 
   /// dapo normalises by every completion token of the step, so each completion weighs its tokens; the
@@ -292,9 +291,4 @@ public final class GRPOMethod: MethodDefinition, OnlineMethod {
     try sampler.evaluate(prompts, model: model, rewards: rewards, seed: seed, step: step)
   }
 
-  public func trainer(data: URL, evalData: URL?, setup: MethodSetup, options: TrainerOptions, out: URL?) throws -> Trainer<GRPOMethod> {
-    rolloutSize = options.batchSize * settings.generations
-    return Trainer(model: setup.model, method: self, prompts: try PromptExample.load(data, setup),
-                   evalPrompts: try evalData.map { try PromptExample.load($0, setup) } ?? [], options: options, outputDirectory: out)
-  }
 }

@@ -43,8 +43,6 @@ public final class OnlineDPOMethod: MethodDefinition, OnlineMethod {
   let missingEOSPenalty: Double
   let seed: UInt64
   let stream: Generator
-  /// Pairs per optimizer step: one per prompt of the generation batch (set when the trainer is made).
-  var pairsPerStep = 1
 
   public init(policy: any CausalLM, sampler: CompletionSampler, rewards: WeightedRewards, beta: Double,
               missingEOSPenalty: Double = 0, seed: UInt64 = 0) {
@@ -59,7 +57,8 @@ public final class OnlineDPOMethod: MethodDefinition, OnlineMethod {
 
   public var name: String { Self.commandName }
   public var passes: Int { 1 }
-  public var miniBatch: Int { pairsPerStep }
+  /// One pair per prompt, all in one optimizer step.
+  public func miniBatch(promptsPerStep: Int) -> Int { promptsPerStep }
   public var generators: [(name: String, generator: Generator)] { [("sampler", stream)] }
   public func weight(of example: ReferencedPair) -> Double { 1 }
 
@@ -106,9 +105,4 @@ public final class OnlineDPOMethod: MethodDefinition, OnlineMethod {
     try sampler.evaluate(prompts, model: model, rewards: rewards, seed: seed, step: step)
   }
 
-  public func trainer(data: URL, evalData: URL?, setup: MethodSetup, options: TrainerOptions, out: URL?) throws -> Trainer<OnlineDPOMethod> {
-    pairsPerStep = options.batchSize
-    return Trainer(model: setup.model, method: self, prompts: try PromptExample.load(data, setup),
-                   evalPrompts: try evalData.map { try PromptExample.load($0, setup) } ?? [], options: options, outputDirectory: out)
-  }
 }

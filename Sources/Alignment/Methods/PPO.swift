@@ -242,7 +242,7 @@ public final class PPOMethod: MethodDefinition, OnlineMethod {
 
   public var name: String { Self.commandName }
   public var passes: Int { options.epochs }
-  public var miniBatch: Int { options.miniBatch }
+  public func miniBatch(promptsPerStep: Int) -> Int { options.miniBatch }
   public var extraParameters: [(name: String, tensor: Tensor)] {
     valueHead.trainableParameters().map { ("v_head." + $0.name, $0.tensor) }
   }

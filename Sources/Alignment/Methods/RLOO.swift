@@ -109,7 +109,6 @@ public final class RLOOMethod: MethodDefinition, OnlineMethod {
   let padId: Int
   let seed: UInt64
   let stream: Generator
-  var rolloutSize = 0
 
   public init(policy: any CausalLM, tokenizer: any TextTokenizer, rewards: WeightedRewards, settings: Settings,
               stopTokens: Set<Int>, padId: Int, seed: UInt64 = 0) {
@@ -125,7 +124,7 @@ public final class RLOOMethod: MethodDefinition, OnlineMethod {
 
   public var name: String { Self.commandName }
   public var passes: Int { settings.iterations }
-  public var miniBatch: Int { rolloutSize }
+  public func miniBatch(promptsPerStep: Int) -> Int { promptsPerStep * settings.generations }
   public var generators: [(name: String, generator: Generator)] { [("sampler", stream)] }
   public func weight(of example: RLOOSample) -> Double { 1 }
 
@@ -164,9 +163,4 @@ public final class RLOOMethod: MethodDefinition, OnlineMethod {
     try sampler.evaluate(prompts, model: model, rewards: rewards, seed: seed, step: step)
   }
 
-  public func trainer(data: URL, evalData: URL?, setup: MethodSetup, options: TrainerOptions, out: URL?) throws -> Trainer<RLOOMethod> {
-    rolloutSize = options.batchSize * settings.generations
-    return Trainer(model: setup.model, method: self, prompts: try PromptExample.load(data, setup),
-                   evalPrompts: try evalData.map { try PromptExample.load($0, setup) } ?? [], options: options, outputDirectory: out)
-  }
 }
