@@ -126,14 +126,10 @@ public enum Checkpoint {
     let copy = makeModel(model.config, dtype: model.dtype)
     copy.move(to: model.device)
     let own = Dictionary(uniqueKeysWithValues: Adapter.baseParameters(model))
-    withoutGradients {
-      for (name, p) in copy.namedParameters() { p.copy_(own[name]!) }
-      let adapters = Dictionary(uniqueKeysWithValues: Adapter.adapted(model))
-      for (name, host) in Adapter.hosts(of: copy) {
-        guard let lora = adapters[name], lora.enabled else { continue }
-        let delta = lora.weightDelta
-        host.weight.add_(host.weightIsInOut ? delta.transposed(0, 1) : delta)
-      }
+    withoutGradients { for (name, p) in copy.namedParameters() { p.copy_(own[name]!) } }
+    let adapters = Dictionary(uniqueKeysWithValues: Adapter.adapted(model))
+    for (name, host) in Adapter.hosts(of: copy) {
+      if let lora = adapters[name], lora.enabled { host.fold(lora) }
     }
     copy.setRequiresGrad(false)
     return copy

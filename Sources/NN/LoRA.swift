@@ -72,13 +72,18 @@ public protocol LoRAHost: Module {
 extension LoRAHost {
   public var dtype: DType { weight.dtype }
 
-  /// Folds the adapter into the weight (W += ΔW, transposed for [in, out] weights) and removes it.
-  public func mergeAdapter() {
-    guard let lora else { return }
+  /// Adds `lora`'s update to this layer's weight (W += ΔW, transposed for [in, out] weights).
+  public func fold(_ lora: LoRA) {
     withoutGradients {
       let delta = lora.weightDelta.to(weight.dtype, weight.device)
       weight.add_(weightIsInOut ? delta.transposed(0, 1) : delta)
     }
+  }
+
+  /// Folds the adapter into the weight and removes it.
+  public func mergeAdapter() {
+    guard let lora else { return }
+    fold(lora)
     self.lora = nil
   }
 }
