@@ -86,8 +86,8 @@ public struct Rollout<Example> {
   }
 }
 
-/// A method that learns from the live policy's own samples (PPO; GRPO, RLOO and online DPO plug in the
-/// same way): each trainer step draws prompts, `rollout` samples and scores them with the current
+/// A method that learns from the live policy's own samples (PPO, GRPO, RLOO, online DPO, CEL's game
+/// training): each trainer step draws prompts, `rollout` samples and scores them with the current
 /// weights, then the trainer runs `passes` shuffled passes over the rollout in optimizer steps of
 /// `miniBatch(promptsPerStep:)` examples.
 public protocol OnlineMethod: TrainingMethod {
@@ -443,7 +443,8 @@ public final class Trainer<Method: TrainingMethod> {
 
 extension Trainer where Method: OnlineMethod {
   /// An online run: each step draws `options.batchSize` prompts, rolls them out on the live policy, then
-  /// makes `method.passes` shuffled passes of optimizer steps over `method.miniBatch(promptsPerStep:)` examples each.
+  /// makes `method.passes` shuffled passes of optimizer steps over `method.miniBatch(promptsPerStep:)`
+  /// examples each.
   public convenience init(model: any CausalLM, method: Method, prompts: [Method.Prompt], evalPrompts: [Method.Prompt] = [],
                           options: TrainerOptions, outputDirectory: URL? = nil) {
     self.init(model: model, method: method, sourceCount: prompts.count, drawn: options.batchSize, passes: method.passes,

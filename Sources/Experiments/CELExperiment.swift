@@ -121,18 +121,24 @@ public enum CELRunner {
     }
     try ExperimentFiles.claim(out, config: config)
 
-    struct Job: Sendable { let game: GameSpec, agent: AgentKind, seed: Int
-      var key: String { "\(game.name)-\(agent.rawValue)-seed\(seed)" }
+    struct Job: Sendable { let game: GameSpec, agent: AgentKind, seed: Int, trained: Bool
+      var arm: String { trained ? CELTraining.arm(agent) : agent.rawValue }
+      var key: String { "\(game.name)-\(arm)-seed\(seed)" }
     }
     // Model-free agents first: they finish at once and show the ceiling and the floor early.
-    let jobs = config.games.flatMap { g in
-      config.agents.sorted { !$0.usesModel && $1.usesModel }.flatMap { a in (0..<config.seeds).map { Job(game: g, agent: a, seed: $0) } }
+    func grid(_ agents: [AgentKind], trained: Bool) -> [Job] {
+      config.games.flatMap { g in agents.flatMap { a in (0..<config.seeds).map { Job(game: g, agent: a, seed: $0, trained: trained) } } }
     }
-    let trained = config.train == nil ? [] : config.games.flatMap { g in
-      config.agents.filter(\.usesModel).flatMap { a in (0..<config.seeds).map { Job(game: g, agent: a, seed: $0) } }
-    }
+    let jobs = grid(config.agents.sorted { !$0.usesModel && $1.usesModel }, trained: false)
+    let trained = config.train == nil ? [] : grid(config.agents.filter(\.usesModel), trained: true)
     let total = (jobs.count + trained.count) * config.episodes
     let finished = Locked(0)
+    @Sendable func announce(_ job: Job, _ record: EpisodeRecord, _ resumed: Bool) {
+      let n: Int = finished.mutate { $0 += 1; return $0 }
+      progress("[\(n)/\(total)] \(job.game.name) \(job.arm) seed \(job.seed) episode \(record.episode + 1): "
+        + "\(record.won ? "won" : "not won"), \(record.steps) steps\(resumed ? " (kept)" : ""), "
+        + "\(Int(Date().timeIntervalSince(started))) s")
+    }
     let results = try await withThrowingTaskGroup(of: (String, [EpisodeRecord]).self) { group in
       var next = 0, out: [String: [EpisodeRecord]] = [:]
       func start() {
@@ -141,12 +147,7 @@ public enum CELRunner {
         group.addTask {
           let records = try await runJob(job.game, agent: job.agent, seed: job.seed, config: config, backend: backend,
                                          file: runs.appendingPathComponent(job.key + ".jsonl"),
-                                         transcript: transcripts.appendingPathComponent(job.key + ".jsonl")) { record, resumed in
-            let n: Int = finished.mutate { $0 += 1; return $0 }
-            let elapsed = Date().timeIntervalSince(started)
-            progress("[\(n)/\(total)] \(job.game.name) \(job.agent.rawValue) seed \(job.seed) episode \(record.episode + 1): "
-              + "\(record.won ? "won" : "not won"), \(record.steps) steps\(resumed ? " (kept)" : ""), \(Int(elapsed)) s")
-          }
+                                         transcript: transcripts.appendingPathComponent(job.key + ".jsonl")) { announce(job, $0, $1) }
           return (job.key, records)
         }
       }
@@ -160,15 +161,9 @@ public enum CELRunner {
     var all = jobs.flatMap { results[$0.key] ?? [] }
     if let train = config.train, let local {
       for job in trained {
-        let key = "\(job.game.name)-\(CELTraining.arm(job.agent))-seed\(job.seed)"
         all += try await runTrained(job.game, agent: job.agent, seed: job.seed, config: config, training: train, backend: local,
-                                    file: runs.appendingPathComponent(key + ".jsonl"),
-                                    transcript: transcripts.appendingPathComponent(key + ".jsonl"), out: out) { record, resumed in
-          let n: Int = finished.mutate { $0 += 1; return $0 }
-          progress("[\(n)/\(total)] \(job.game.name) \(CELTraining.arm(job.agent)) seed \(job.seed) episode \(record.episode + 1): "
-            + "\(record.won ? "won" : "not won"), \(record.steps) steps\(resumed ? " (kept)" : ""), "
-            + "\(Int(Date().timeIntervalSince(started))) s")
-        }
+                                    file: runs.appendingPathComponent(job.key + ".jsonl"),
+                                    transcript: transcripts.appendingPathComponent(job.key + ".jsonl"), out: out) { announce(job, $0, $1) }
       }
     }
     let summary = summarize(all, config: config, seconds: Date().timeIntervalSince(started))
