@@ -62,22 +62,14 @@ public enum SFTData {
         if c.isEmpty { throw DataError("\(file.path):\(line): empty completion") }
         (prompt, completion) = (tokenizer.encode(p, addSpecialTokens: true), tokenizer.encode(c, addSpecialTokens: false))
       } else if let raw = obj["messages"] {
-        let messages = try parseMessages(raw, file: file, line: line)
-        let promptText = template.render(Array(messages.dropLast()), addGenerationPrompt: true)
-        let fullText = template.render(messages, addGenerationPrompt: false)
-        guard fullText.hasPrefix(promptText) else {
+        guard let split = chatSplit(try parseMessages(raw, file: file, line: line), tokenizer: tokenizer, template: template) else {
           throw DataError("\(file.path):\(line): the chat template does not extend the prompt with the last message")
         }
-        let completionText = String(fullText.dropFirst(promptText.count))
-        // The rendered template already carries any BOS marker, so the post-processor adds none.
-        (prompt, completion) = (tokenizer.encode(promptText, addSpecialTokens: false),
-                                tokenizer.encode(completionText, addSpecialTokens: false))
+        (prompt, completion) = split
       } else {
         throw DataError("\(file.path):\(line): expected a 'text', 'prompt'/'completion' or 'messages' key")
       }
-      var response = completion
-      if let eos = tokenizer.eosTokenId, (prompt + response).last != eos { response.append(eos) }
-      var example = TokenSequence(prompt: prompt, response: response)
+      var example = sequence(prompt: prompt, completion: completion, tokenizer: tokenizer)
       if prompt.isEmpty, !example.targets.isEmpty { example.targets[0] = false }  // the first token has no context to predict it from
       example = example.truncated(to: maxLength)
       if example.targetCount == 0 {
@@ -87,6 +79,31 @@ public enum SFTData {
       out.append(example)
     }
     return out
+  }
+
+  /// A conversation whose last message is the reply, split into the template's prompt (with the generation
+  /// prompt) and the reply's tokens as the template renders them; nil when the template does not extend the
+  /// prompt with the reply. The rendered template already carries any BOS marker, so the post-processor adds none.
+  static func chatSplit(_ messages: [ChatMessage], tokenizer: any TextTokenizer, template: ChatTemplate) -> ([Int], [Int])? {
+    let promptText = template.render(Array(messages.dropLast()), addGenerationPrompt: true)
+    let fullText = template.render(messages, addGenerationPrompt: false)
+    guard fullText.hasPrefix(promptText) else { return nil }
+    return (tokenizer.encode(promptText, addSpecialTokens: false),
+            tokenizer.encode(String(fullText.dropFirst(promptText.count)), addSpecialTokens: false))
+  }
+
+  /// A training sequence whose completion ends with the tokenizer's EOS (appended unless it is there).
+  static func sequence(prompt: [Int], completion: [Int], tokenizer: any TextTokenizer) -> TokenSequence {
+    var response = completion
+    if let eos = tokenizer.eosTokenId, (prompt + response).last != eos { response.append(eos) }
+    return TokenSequence(prompt: prompt, response: response)
+  }
+
+  /// A conversation whose last message is the reply, as SFT trains on it from `{"messages"}` data: the
+  /// template's prompt, then the reply and EOS as targets. nil when the template does not extend the prompt
+  /// with the reply.
+  public static func chatSequence(_ messages: [ChatMessage], tokenizer: any TextTokenizer, template: ChatTemplate) -> TokenSequence? {
+    chatSplit(messages, tokenizer: tokenizer, template: template).map { sequence(prompt: $0.0, completion: $0.1, tokenizer: tokenizer) }
   }
 
   static func parseMessages(_ raw: Any, file: JSONLFile, line: Int, endsWithReply: Bool = true) throws -> [ChatMessage] {
@@ -132,6 +149,10 @@ public struct PromptExample: Sendable {
   /// "file:line", for messages about this prompt.
   public var source: String = ""
 
+  public init(tokens: [Int], text: String = "", record: Data = Data("{}".utf8), source: String = "") {
+    (self.tokens, self.text, self.record, self.source) = (tokens, text, record, source)
+  }
+
   /// The line's columns.
   public var columns: [String: Any] { ((try? JSONSerialization.jsonObject(with: record)) as? [String: Any]) ?? [:] }
 }
@@ -141,9 +162,8 @@ public enum PreferenceData {
   /// are targets; the prompt is context. Sequences longer than `maxLength` keep their first tokens.
   static func sequence(prompt: [Int], completion: String, tokenizer: any TextTokenizer, maxLength: Int,
                        file: JSONLFile, line: Int, key: String) throws -> TokenSequence {
-    var c = tokenizer.encode(completion, addSpecialTokens: false)
-    if let eos = tokenizer.eosTokenId, c.last != eos { c.append(eos) }
-    let e = TokenSequence(prompt: prompt, response: c).truncated(to: maxLength)
+    let c = tokenizer.encode(completion, addSpecialTokens: false)
+    let e = SFTData.sequence(prompt: prompt, completion: c, tokenizer: tokenizer).truncated(to: maxLength)
     if e.targetCount == 0 {
       throw DataError("\(file.path):\(line): no tokens of '\(key)' fit in the sequence length \(maxLength) "
         + "(the prompt has \(prompt.count) tokens)")

@@ -52,6 +52,14 @@ public enum TokenLoss {
     let loss = -maskedMean(wide(tokens.logProbs), mask)
     return LossResult(loss: loss, metrics: ["nll": loss])
   }
+
+  /// The mean policy entropy H(π(·|s_t)) = −Σ_a π log π over the target positions, with gradient: the
+  /// bonus MLE with entropy regularisation subtracts (the IQLearn experiment's baseline, METHODS §5).
+  /// `logits` [B,T,V] aligned with `mask` [B,T].
+  public static func entropy(logits: Tensor, mask: Tensor) -> Tensor {
+    let logp = wide(logits).logSoftmax(dim: -1)
+    return maskedMean(-(logp.exp() * logp).sum(dim: -1), mask)
+  }
 }
 
 /// Rows `start..<start+length` of every tensor of a token view (to split a concatenated forward).

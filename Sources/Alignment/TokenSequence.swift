@@ -83,10 +83,7 @@ public struct ScoredBatch {
 
   /// The policy's mean entropy over the target positions, without gradients (a metric).
   public var meanEntropy: Tensor {
-    withoutGradients {
-      let logp = logits.detached().to(.float32).logSoftmax(dim: -1)
-      return maskedMean(-(logp.exp() * logp).sum(dim: -1), mask.to(.float32))
-    }
+    withoutGradients { TokenLoss.entropy(logits: logits.detached(), mask: mask.to(.float32)) }
   }
 
   /// Σ log π(y_t|s_t) over each sequence's target tokens: the LM-as-reward score r_θ(x, y) [N].

@@ -75,6 +75,39 @@ enum Plots {
     return s + "</svg>\n"
   }
 
+  /// One configuration on a front: its mean and 95% interval on both axes, coloured by its group.
+  struct Point {
+    var label: String
+    var group: Int
+    var x: Interval, y: Interval
+  }
+
+  /// A scatter of points with 95% error bars on both axes, one colour and legend entry per group, each point
+  /// labelled: a performance–diversity front.
+  static func front(title: String, xLabel: String, yLabel: String, groups: [String], _ points: [Point]) -> String {
+    let xs = points.flatMap { [$0.x.low, $0.x.high] }, ys = points.flatMap { [$0.y.low, $0.y.high] }
+    let pad = { (lo: Double, hi: Double) in (lo - Swift.max(hi - lo, 1e-3) * 0.08, hi + Swift.max(hi - lo, 1e-3) * 0.08) }
+    let (xMin, xMax) = pad(xs.min() ?? 0, xs.max() ?? 1), (yMin, yMax) = pad(ys.min() ?? 0, ys.max() ?? 1)
+    func px(_ x: Double) -> Double { left + (width - left - right) * (x - xMin) / (xMax - xMin) }
+    func py(_ y: Double) -> Double { height - bottom - (height - top - bottom) * (y - yMin) / (yMax - yMin) }
+    var s = header(title)
+    s += axes(xLabel: xLabel, yLabel: yLabel, xTicks: ticks(xMin, xMax).map { (px($0), String(format: "%.2f", $0)) },
+              yTicks: ticks(yMin, yMax).map { (py($0), String(format: "%.2f", $0)) })
+    for p in points {
+      let c = colors[p.group % colors.count], (x, y) = (px(p.x.mean), py(p.y.mean))
+      s += "<line x1=\"\(px(p.x.low))\" y1=\"\(y)\" x2=\"\(px(p.x.high))\" y2=\"\(y)\" stroke=\"\(c)\" stroke-width=\"1.2\"/>"
+      s += "<line x1=\"\(x)\" y1=\"\(py(p.y.low))\" x2=\"\(x)\" y2=\"\(py(p.y.high))\" stroke=\"\(c)\" stroke-width=\"1.2\"/>"
+      s += "<circle cx=\"\(x)\" cy=\"\(y)\" r=\"4.5\" fill=\"\(c)\"/>"
+      s += "<text x=\"\(x + 7)\" y=\"\(y - 6)\" font-size=\"10\" fill=\"#333333\">\(p.label)</text>\n"
+    }
+    for (i, g) in groups.enumerated() where points.contains(where: { $0.group == i }) {
+      let ly = top + 20 + Double(i) * 22
+      s += "<circle cx=\"\(width - right + 27)\" cy=\"\(ly)\" r=\"5\" fill=\"\(colors[i % colors.count])\"/>"
+      s += "<text x=\"\(width - right + 40)\" y=\"\(ly + 4)\">\(g)</text>\n"
+    }
+    return s + "</svg>\n"
+  }
+
   /// Grid-world policies side by side: each panel is the map with every non-terminal cell shaded by the
   /// probability its policy gives the optimal actions, its likeliest action drawn as an arrow, holes dark
   /// and the goal marked; a colour scale beside them.
@@ -137,28 +170,43 @@ enum Plots {
           }, reference: (target, "target \(String(format: "%.4f", target))"))
   }
 
-  /// Mean queries needed to reach the target per rule, with 95% intervals over seeds, and a dashed reference
-  /// level `mark` (value, label), e.g. one third of passive's queries.
-  static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int, mark: (Double, String)? = nil) -> String {
-    let yMax = Double(budget) * 1.1
-    let slot = (width - left - right) / Double(Swift.max(rules.count, 1))
+  /// One bar: a mean with its 95% interval, and an optional annotation (default: the mean).
+  struct Bar {
+    var label: String
+    var value: Interval
+    var annotation: String? = nil
+  }
+
+  /// Bars with 95% error bars, a value above each, and dashed reference levels (value, label).
+  static func bars(title: String, xLabel: String, yLabel: String, _ bars: [Bar], yMax: Double, yFormat: String = "%.2f",
+                   levels: [(value: Double, label: String, color: String)] = []) -> String {
+    let slot = (width - left - right) / Double(Swift.max(bars.count, 1))
     func py(_ y: Double) -> Double { height - bottom - (height - top - bottom) * y / yMax }
-    var s = header("Queries needed to reach the target KL (mean, 95% CI over seeds)")
-    s += axes(xLabel: "query-selection rule", yLabel: "queries to target (human choices)",
-              xTicks: rules.enumerated().map { (left + slot * (Double($0.offset) + 0.5), $0.element.0) },
-              yTicks: ticks(0, yMax).map { (py($0), String(format: "%.0f", $0)) })
-    for (i, (_, r)) in rules.enumerated() {
-      let cx = left + slot * (Double(i) + 0.5), w = slot * 0.5
-      s += "<rect x=\"\(cx - w / 2)\" y=\"\(py(r.queriesToTarget))\" width=\"\(w)\" height=\"\(py(0) - py(r.queriesToTarget))\" fill=\"\(colors[i % colors.count])\"/>\n"
-      s += "<line x1=\"\(cx)\" y1=\"\(py(Swift.max(0, r.ci95[0])))\" x2=\"\(cx)\" y2=\"\(py(r.ci95[1]))\" stroke=\"black\" stroke-width=\"1.5\"/>\n"
-      s += "<text x=\"\(cx)\" y=\"\(py(r.queriesToTarget) - 8)\" text-anchor=\"middle\">\(String(format: "%.0f", r.queriesToTarget)) (\(r.reached)/\(r.seeds))</text>\n"
+    var s = header(title)
+    s += axes(xLabel: xLabel, yLabel: yLabel, xTicks: bars.enumerated().map { (left + slot * (Double($0.offset) + 0.5), $0.element.label) },
+              yTicks: ticks(0, yMax).map { (py($0), String(format: yFormat, $0)) })
+    for (i, b) in bars.enumerated() {
+      let cx = left + slot * (Double(i) + 0.5), w = slot * 0.5, top = py(b.value.mean)
+      s += "<rect x=\"\(cx - w / 2)\" y=\"\(top)\" width=\"\(w)\" height=\"\(py(0) - top)\" fill=\"\(colors[i % colors.count])\"/>\n"
+      s += "<line x1=\"\(cx)\" y1=\"\(py(Swift.max(0, b.value.low)))\" x2=\"\(cx)\" y2=\"\(py(Swift.min(yMax, b.value.high)))\" stroke=\"black\" stroke-width=\"1.5\"/>\n"
+      s += "<text x=\"\(cx)\" y=\"\(top - 8)\" text-anchor=\"middle\">\(b.annotation ?? String(format: yFormat, b.value.mean))</text>\n"
     }
-    s += "<line x1=\"\(left)\" y1=\"\(py(Double(budget)))\" x2=\"\(width - right)\" y2=\"\(py(Double(budget)))\" stroke=\"gray\" stroke-dasharray=\"4 4\"/>"
-    s += "<text x=\"\(width - right + 6)\" y=\"\(py(Double(budget)) + 4)\">budget</text>\n"
-    if let (value, label) = mark {
-      s += "<line x1=\"\(left)\" y1=\"\(py(value))\" x2=\"\(width - right)\" y2=\"\(py(value))\" stroke=\"#555555\" stroke-dasharray=\"8 3\"/>"
-      s += "<text x=\"\(width - right + 6)\" y=\"\(py(value) + 4)\" fill=\"#555555\">\(label)</text>\n"
+    for (value, label, color) in levels {
+      s += "<line x1=\"\(left)\" y1=\"\(py(value))\" x2=\"\(width - right)\" y2=\"\(py(value))\" stroke=\"\(color)\" stroke-dasharray=\"6 4\"/>"
+      s += "<text x=\"\(width - right + 6)\" y=\"\(py(value) + 4)\" fill=\"\(color)\">\(label)</text>\n"
     }
     return s + "</svg>\n"
+  }
+
+  /// Mean queries needed to reach the target per rule, with 95% intervals over seeds, the budget and a
+  /// dashed reference level `mark` (value, label), e.g. one third of passive's queries.
+  static func queriesToTarget(_ rules: [(String, RuleSummary)], budget: Int, mark: (Double, String)? = nil) -> String {
+    bars(title: "Queries needed to reach the target KL (mean, 95% CI over seeds)", xLabel: "query-selection rule",
+         yLabel: "queries to target (human choices)",
+         rules.map { name, r in
+           Bar(label: name, value: Interval(mean: r.queriesToTarget, low: r.ci95[0], high: r.ci95[1]),
+               annotation: "\(String(format: "%.0f", r.queriesToTarget)) (\(r.reached)/\(r.seeds))")
+         }, yMax: Double(budget) * 1.1, yFormat: "%.0f",
+         levels: [(Double(budget), "budget", "gray")] + (mark.map { [($0.0, $0.1, "#555555")] } ?? []))
   }
 }

@@ -11,7 +11,7 @@ extension EpistemicKind: ExpressibleByArgument {}
 struct ExperimentCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "experiment", abstract: "Run a paper's experiment as a named, seeded, resumable run with a report.",
-    subcommands: [InclusiveCommand.self, CELCommand.self, IFTFrozenLakeCommand.self])
+    subcommands: [InclusiveCommand.self, CELCommand.self, IFTFrozenLakeCommand.self, IQLearnCommand.self, IFTArithmeticCommand.self])
 }
 
 /// Every flag's default is `InclusiveConfig`'s own (shown by --help), so the defaults live in one place.
@@ -79,10 +79,7 @@ struct InclusiveCommand: ParsableCommand {
       }
       return r
     }
-    let started = Date()
-    let summary = try InclusiveRunner.run(c, out: URL(fileURLWithPath: out)) { line in
-      FileHandle.standardError.write(Data(String(format: "[%5.0fs] %@\n", Date().timeIntervalSince(started), line).utf8))
-    }
+    let summary = try InclusiveRunner.run(c, out: URL(fileURLWithPath: out), progress: progressLines())
     if json {
       printJSON(InclusiveRunner.summaryJSON(summary))
     } else {
@@ -200,17 +197,10 @@ struct CELCommand: ParsableCommand {
                            prompts: try CELPrompts.load(overrides: prompts.map { URL(fileURLWithPath: $0) }),
                            backend: backend?.name ?? "none", train: training)
     let (out, parallel) = (URL(fileURLWithPath: self.out), self.parallel)
-    let started = Date()
-    let summary = try blocking {
-      try await CELRunner.run(config, backend: backend, out: out, parallel: parallel) { line in
-        FileHandle.standardError.write(Data(String(format: "[%5.0fs] %@\n", Date().timeIntervalSince(started), line).utf8))
-      }
-    }
+    let progress = progressLines()
+    let summary = try blocking { try await CELRunner.run(config, backend: backend, out: out, parallel: parallel, progress: progress) }
     if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.sortedKeys]
-      encoder.keyEncodingStrategy = .convertToSnakeCase
-      print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+      try printJSON(encoding: summary)
     } else {
       print(CELRunner.table(summary, config: config))
       print("report: \(self.out)/report.md")

@@ -36,13 +36,6 @@ struct IFTFrozenLakeCommand: ParsableCommand {
   @Option(help: "The discount of value iteration (below 1, so the shorter route is the optimal one).") var discount = d.discount
   @Flag(help: "Print summary.json's content as one JSON object on stdout (progress goes to stderr).") var json = false
 
-  func numbers(_ text: String, _ flag: String) throws -> [Double] {
-    try text.split(separator: ",").map {
-      guard let v = Double($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("\(flag): '\($0)' is not a number") }
-      return v
-    }
-  }
-
   func validate() throws {
     guard seeds >= 1, pretrainSteps >= 1, steps >= 1, evalEvery >= 1 else {
       throw ValidationError("--seeds, --pretrain-steps, --steps and --eval-every must be at least 1")
@@ -50,8 +43,8 @@ struct IFTFrozenLakeCommand: ParsableCommand {
     guard lr > 0, beta > 0, orpoLambda >= 0 else { throw ValidationError("--lr and --beta must be positive, --orpo-lambda at least 0") }
     guard (0...1).contains(lambda), (0...1).contains(gamma) else { throw ValidationError("--lambda and --gamma must be in [0, 1]") }
     guard discount > 0, discount < 1 else { throw ValidationError("--discount must be in (0, 1)") }
-    guard try numbers(sweepLrs, "--sweep-lrs").allSatisfy({ $0 > 0 }) else { throw ValidationError("--sweep-lrs must be positive") }
-    for v in try numbers(sweepLambdas, "--sweep-lambdas") + numbers(sweepGammas, "--sweep-gammas") where !(0...1).contains(v) {
+    guard try numberList(sweepLrs, "--sweep-lrs").allSatisfy({ $0 > 0 }) else { throw ValidationError("--sweep-lrs must be positive") }
+    for v in try numberList(sweepLambdas, "--sweep-lambdas") + numberList(sweepGammas, "--sweep-gammas") where !(0...1).contains(v) {
       throw ValidationError("sweep values must be in [0, 1] (got \(v))")
     }
   }
@@ -68,24 +61,18 @@ struct IFTFrozenLakeCommand: ParsableCommand {
     c.gamma = gamma
     c.dpoBeta = beta
     c.orpoLambda = orpoLambda
-    c.sweepLambdas = try numbers(sweepLambdas, "--sweep-lambdas")
-    c.sweepGammas = try numbers(sweepGammas, "--sweep-gammas")
+    c.sweepLambdas = try numberList(sweepLambdas, "--sweep-lambdas")
+    c.sweepGammas = try numberList(sweepGammas, "--sweep-gammas")
     c.discount = discount
-    c.sweepLearningRates = try numbers(sweepLrs, "--sweep-lrs")
-    let started = Date()
+    c.sweepLearningRates = try numberList(sweepLrs, "--sweep-lrs")
     let summary: IFTFrozenLakeSummary
     do {
-      summary = try IFTFrozenLake.run(c, out: URL(fileURLWithPath: out)) { line in
-        FileHandle.standardError.write(Data(String(format: "[%5.0fs] %@\n", Date().timeIntervalSince(started), line).utf8))
-      }
+      summary = try IFTFrozenLake.run(c, out: URL(fileURLWithPath: out), progress: progressLines())
     } catch let e as ExperimentError {
       throw UserError(e.description)
     }
     if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.sortedKeys]
-      encoder.keyEncodingStrategy = .convertToSnakeCase
-      print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+      try printJSON(encoding: summary)
     } else {
       print(IFTFrozenLake.table(summary, config: c))
       print("ranking (lowest MSE first): \(summary.ranking.joined(separator: " < ")); report: \(out)/report.md")

@@ -122,6 +122,27 @@ func printJSON(_ object: [String: Any]) {
   print(String(decoding: data, as: UTF8.self))
 }
 
+/// An Encodable as one JSON line (sorted, snake_case keys): what an experiment's `--json` prints.
+func printJSON<T: Encodable>(encoding value: T) throws {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.sortedKeys]
+  encoder.keyEncodingStrategy = .convertToSnakeCase
+  print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// A long run's progress lines on stderr, each stamped with the seconds since `started`.
+func progressLines(since started: Date = Date()) -> @Sendable (String) -> Void {
+  { line in FileHandle.standardError.write(Data(String(format: "[%5.0fs] %@\n", Date().timeIntervalSince(started), line).utf8)) }
+}
+
+/// Comma-separated numbers of a list flag; an entry that is not a number names the flag.
+func numberList(_ text: String, _ flag: String) throws -> [Double] {
+  try text.split(separator: ",").map {
+    guard let v = Double($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("\(flag): '\($0)' is not a number") }
+    return v
+  }
+}
+
 /// A one-line error on stderr and a non-zero exit, for problems with the user's input.
 struct UserError: Error, CustomStringConvertible {
   let description: String

@@ -194,6 +194,34 @@ func logSoftmaxRow(_ row: [Double]) -> [Double] {
   #expect(pl.metrics["clip_ratio"] == 0)
 }
 
+/// The entropy bonus: −Σ π log π per position by hand, averaged over the masked positions; its gradient
+/// by finite differences.
+@Test func tokenEntropyIsTheMaskedMeanOfEachPositionsEntropy() {
+  let logits = randomLogits()
+  let rows = logits.toArray(Double.self)
+  let m = mask.toArray(Double.self)
+  var total = 0.0
+  for p in 0..<6 where m[p] == 1 {
+    let lp = logSoftmaxRow(Array(rows[(p * 4)..<(p * 4 + 4)]))
+    total -= lp.map { Foundation.exp($0) * $0 }.reduce(0, +)
+  }
+  #expect(Swift.abs(TokenLoss.entropy(logits: logits, mask: mask).item() - total / 4) < 1e-12)
+  expectGradientsMatch([randomLogits()]) { TokenLoss.entropy(logits: $0[0], mask: mask) }
+}
+
+/// SFT with an entropy bonus β is CE − β·H̄ on the same batch; β = 0 is plain SFT.
+@Test func sftEntropyBonusSubtractsBetaTimesTheMeanEntropy() {
+  let config = ModelConfig(family: .gpt2, vocabSize: 12, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)
+  let model = Checkpoint.makeModel(config, generator: Generator(seed: 4))
+  let batch = (0..<3).map { i in TokenSequence(tokens: [1, 2 + i, 3 + i, 4, 5], targets: [false, false, true, true, true]) }
+  let plain = SFTMethod(padId: 0).loss(batch, model: model, step: 0)
+  let bonus = SFTMethod(padId: 0, entropyBonus: 0.3).loss(batch, model: model, step: 0)
+  let a = ScoredBatch(batch, model: model, padId: 0)
+  let h = a.meanEntropy.item()
+  #expect(Swift.abs(bonus.loss.item() - (plain.loss.item() - 0.3 * h)) < 1e-5)
+  #expect(Swift.abs((bonus.metrics["entropy"]?.item() ?? 0) - h) < 1e-5)
+}
+
 /// ift at λ = 0, γ = 0 and iqlearn at λ = 0 train exactly like sft: same losses, same weights (1e-6).
 @Test func iftAndIQLearnReduceToSFTInTraining() throws {
   let config = ModelConfig(family: .llama, vocabSize: 12, hiddenSize: 16, layers: 1, heads: 2, maxPositions: 16)

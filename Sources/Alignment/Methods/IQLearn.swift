@@ -14,11 +14,20 @@ public enum IQLearnLoss {
     return Tensor.cat([shifted, zeros], dim: 1)
   }
 
+  /// The implicit per-token reward r_t = Q(s_t,y_t) − γV(s_{t+1}) [B,T] (meaningful where `mask` is 1).
+  public static func rewards(_ tokens: TokenScores, mask: Tensor, gamma: Double) -> Tensor {
+    wide(tokens.targetLogits) - nextValues(wide(tokens.logSumExp), mask: mask) * gamma
+  }
+
+  /// The extracted sequence reward Σ_t r_t over each sequence's response tokens [B].
+  public static func sequenceRewards(_ tokens: TokenScores, mask: Tensor, gamma: Double) -> Tensor {
+    (rewards(tokens, mask: mask, gamma: gamma) * mask).sum(dim: 1)
+  }
+
   /// Per token −log π(y_t|s_t) + λ(Q(s_t,y_t) − γV(s_{t+1}))², averaged over response tokens. λ = 0 is SFT.
   public static func compute(_ tokens: TokenScores, mask: Tensor, lambda: Double, gamma: Double) -> LossResult {
-    let lse = wide(tokens.logSumExp)
     let nll = -maskedMean(wide(tokens.logProbs), mask)
-    let td = wide(tokens.targetLogits) - nextValues(lse, mask: mask) * gamma
+    let td = rewards(tokens, mask: mask, gamma: gamma)
     let tdLoss = maskedMean(td.square(), mask)
     let loss = lambda == 0 ? nll : nll + tdLoss * lambda
     return LossResult(loss: loss, metrics: [
@@ -102,12 +111,12 @@ public final class IQLearnMethod: MethodDefinition {
     return MicroBatchLoss(loss: loss, metrics: parts.reduce(into: [:]) { $0.merge($1.tensorMetrics) { a, _ in a } }, tokens: tokens)
   }
 
-  /// The prompts of `examples` continued by the current policy (as long as the demonstration).
+  /// The prompts of `examples` continued by the current policy (each as long as its demonstration at
+  /// most), sampled as one batch.
   func policySamples(_ examples: [TokenSequence], model: any CausalLM, sampler: Generator) -> [TokenSequence] {
-    examples.map { e in
-      let prompt = e.prompt
-      let opts = SamplingOptions(maxNewTokens: Swift.max(1, e.tokens.count - prompt.count), temperature: 1, stopTokens: stopTokens)
-      return TokenSequence(prompt: prompt, response: model.generate([prompt], options: opts, padId: padId, generator: sampler)[0])
-    }
+    let lengths = examples.map { Swift.max(1, $0.tokens.count - $0.prompt.count) }
+    let opts = SamplingOptions(maxNewTokens: lengths.max() ?? 1, temperature: 1, stopTokens: stopTokens)
+    let responses = model.generate(examples.map(\.prompt), options: opts, padId: padId, generator: sampler)
+    return zip(examples, zip(responses, lengths)).map { e, r in TokenSequence(prompt: e.prompt, response: Array(r.0.prefix(r.1))) }
   }
 }
