@@ -51,6 +51,8 @@ public struct ExactMatchReward: CompletionReward {
   static func numbers(_ text: String) -> [Double] {
     var out: [Double] = [], current = ""
     func flush() {
+      // A sentence's final period or comma is not part of its number ("… is 12.0.").
+      while let last = current.last, last == "." || last == "," { current.removeLast() }
       let t = current.replacingOccurrences(of: ",", with: "")
       if let v = Double(t), t.contains(where: \.isNumber) { out.append(v) }
       current = ""
@@ -119,6 +121,24 @@ public struct CommandReward: CompletionReward {
   public init(command: String) { self.command = command }
 
   public func rewards(_ items: [RewardItem]) throws -> [Double] {
+    let lines = try CommandPipe.run(command, flag: "--reward-command", items: items, writes: "one number")
+    return try zip(lines, items).map { text, item in
+      guard let v = Double(text), v.isFinite else {
+        throw RewardError("--reward-command '\(command)' wrote '\(text.prefix(40))', not a finite number, for the prompt at "
+          + item.prompt.source)
+      }
+      return v
+    }
+  }
+}
+
+/// The JSONL pipe every external judge speaks (`--reward-command`, `--equivalence-command`): one JSON object
+/// per completion on stdin (the prompt line's columns with `prompt` and `completion`), one line back per
+/// object on stdout, in order.
+public enum CommandPipe {
+  /// The program's output lines (trimmed), one per item; a failure to start, a non-zero exit or the wrong
+  /// number of lines is an error naming `flag`, the command and the first prompt's file and line.
+  public static func run(_ command: String, flag: String, items: [RewardItem], writes: String) throws -> [String] {
     var input = Data()
     for item in items {
       var obj = item.prompt.columns
@@ -132,7 +152,7 @@ public struct CommandReward: CompletionReward {
     let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
     (p.standardInput, p.standardOutput, p.standardError) = (stdin, stdout, stderr)
     let first = items.first.map { " (first prompt: \($0.prompt.source))" } ?? ""
-    do { try p.run() } catch { throw RewardError("--reward-command '\(command)' could not start: \(error)") }
+    do { try p.run() } catch { throw RewardError("\(flag) '\(command)' could not start: \(error)") }
     // Write and read at once, so neither side blocks on a full pipe.
     let payload = input
     signal(SIGPIPE, SIG_IGN)  // a program that exits without reading must not take this process with it
@@ -152,23 +172,17 @@ public struct CommandReward: CompletionReward {
     errDone.wait()
     guard p.terminationStatus == 0 else {
       let message = String(decoding: errText.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-      throw RewardError("--reward-command '\(command)' exited with status \(p.terminationStatus)\(first)"
+      throw RewardError("\(flag) '\(command)' exited with status \(p.terminationStatus)\(first)"
         + (message.isEmpty ? "" : ": \(message.suffix(300))"))
     }
     let lines = String(decoding: out, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
       .map { $0.trimmingCharacters(in: .whitespaces) }
     let values = lines.last == "" ? Array(lines.dropLast()) : lines
     guard values.count == items.count else {
-      throw RewardError("--reward-command '\(command)' wrote \(values.count) lines for \(items.count) completions\(first); "
-        + "it should write one number per input line")
+      throw RewardError("\(flag) '\(command)' wrote \(values.count) lines for \(items.count) completions\(first); "
+        + "it should write \(writes) per input line")
     }
-    return try zip(values, items).map { text, item in
-      guard let v = Double(text), v.isFinite else {
-        throw RewardError("--reward-command '\(command)' wrote '\(text.prefix(40))', not a finite number, for the prompt at "
-          + item.prompt.source)
-      }
-      return v
-    }
+    return values
   }
 }
 

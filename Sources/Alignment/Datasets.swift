@@ -190,6 +190,23 @@ public enum PreferenceData {
     }
   }
 
+  /// `{"prompt","responses":[…]}` lines, at least two responses each (RLP-UML's views of one prompt,
+  /// typically the policy's own samples).
+  public static func loadMultiView(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [[TokenSequence]] {
+    let file = try JSONLFile(url: url)
+    return try file.records.map { line, obj in
+      let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
+      guard let responses = obj["responses"] as? [String], responses.count >= 2 else {
+        throw DataError("\(file.path):\(line): 'responses' should be a list of at least two strings (the views of the prompt)")
+      }
+      return try responses.enumerated().map { i, text in
+        if text.isEmpty { throw DataError("\(file.path):\(line): responses[\(i)] is empty") }
+        return try sequence(prompt: prompt, completion: text, tokenizer: tokenizer, maxLength: maxLength, file: file, line: line,
+                            key: "responses[\(i)]")
+      }
+    }
+  }
+
   /// `{"prompt","candidates":[…],"choice":i}` lines; `{"prompt","chosen","rejected"}` lines are read as
   /// K = 2 choices of the first candidate.
   public static func loadChoices(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [ChoiceExample] {

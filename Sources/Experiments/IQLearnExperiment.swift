@@ -90,6 +90,7 @@ public struct IQLearnSummary: Codable, Sendable {
   /// The demonstrations' own score and diversity on the held-out prompts (a reference point).
   public let demonstrations: IQLearnPoint
   public let seeds: Int
+  /// This invocation's wall-clock time (a resumed one counts only the runs it made).
   public let seconds: Double
 }
 
@@ -339,12 +340,14 @@ public enum IQLearnExperiment {
     let families = ["mle", "mle+entropy", "iqlearn", "iqlearn-online"]
     var points = s.order.map { name in
       let p = s.configurations[name]!
-      return Plots.Point(label: name, group: families.firstIndex(of: p.family) ?? 0, x: p.selfBLEU, y: p.score)
+      // The family is the colour; the label is the setting (the part in parentheses).
+      let setting = name.firstIndex(of: "(").map { String(name[name.index(after: $0)...].dropLast()) } ?? name
+      return Plots.Point(label: setting, group: families.firstIndex(of: p.family) ?? 0, x: p.selfBLEU, y: p.score)
     }
     points.append(Plots.Point(label: "demonstrations", group: families.count, x: s.demonstrations.selfBLEU, y: s.demonstrations.score))
     try Data(Plots.front(title: "Task score vs Self-BLEU on held-out prompts (mean, 95% CI over \(s.seeds) seeds)",
                          xLabel: "Self-BLEU among a prompt's samples (lower = more diverse)", yLabel: "task score (exact checker)",
-                         groups: families + ["demonstrations"], points).utf8)
+                         groups: families + ["demonstrations"], points, sharedGroup: 0).utf8)
       .write(to: out.appendingPathComponent("front.svg"), options: .atomic)
     try Data(report(s, config: config).utf8).write(to: out.appendingPathComponent("report.md"), options: .atomic)
   }
@@ -391,7 +394,7 @@ public enum IQLearnExperiment {
     distinct-n are over each prompt's samples (sacrebleu's sentence BLEU), averaged over prompts; entropy is the \
     policy's per generated token. The contrast pool is every correct answer of each held-out prompt beside one near \
     miss (reversed, a letter repeated, a letter not in the prompt, or one short). \(s.seeds) seeds; intervals are 95% \
-    over seeds. Ran in \(Int(s.seconds)) s.
+    over seeds.
 
     \(table(s))
     ![Score vs Self-BLEU](front.svg)

@@ -83,8 +83,9 @@ enum Plots {
   }
 
   /// A scatter of points with 95% error bars on both axes, one colour and legend entry per group, each point
-  /// labelled: a performance–diversity front.
-  static func front(title: String, xLabel: String, yLabel: String, groups: [String], _ points: [Point]) -> String {
+  /// labelled: a performance–diversity front. Each group's points are joined in order of x, with the points
+  /// of `sharedGroup` (a setting every group reduces to, such as MLE at λ = 0) on every line.
+  static func front(title: String, xLabel: String, yLabel: String, groups: [String], _ points: [Point], sharedGroup: Int? = nil) -> String {
     let xs = points.flatMap { [$0.x.low, $0.x.high] }, ys = points.flatMap { [$0.y.low, $0.y.high] }
     let pad = { (lo: Double, hi: Double) in (lo - Swift.max(hi - lo, 1e-3) * 0.08, hi + Swift.max(hi - lo, 1e-3) * 0.08) }
     let (xMin, xMax) = pad(xs.min() ?? 0, xs.max() ?? 1), (yMin, yMax) = pad(ys.min() ?? 0, ys.max() ?? 1)
@@ -93,12 +94,19 @@ enum Plots {
     var s = header(title)
     s += axes(xLabel: xLabel, yLabel: yLabel, xTicks: ticks(xMin, xMax).map { (px($0), String(format: "%.2f", $0)) },
               yTicks: ticks(yMin, yMax).map { (py($0), String(format: "%.2f", $0)) })
-    for p in points {
+    for g in Set(points.map(\.group)).sorted() where g != sharedGroup {
+      guard points.filter({ $0.group == g }).count > 1 else { continue }
+      let mine = points.filter { $0.group == g || $0.group == sharedGroup }.sorted { $0.x.mean < $1.x.mean }
+      s += "<polyline points=\"\(mine.map { "\(px($0.x.mean)),\(py($0.y.mean))" }.joined(separator: " "))\" fill=\"none\" "
+        + "stroke=\"\(colors[g % colors.count])\" stroke-width=\"1.5\" stroke-opacity=\"0.6\"/>\n"
+    }
+    for (i, p) in points.enumerated() {
       let c = colors[p.group % colors.count], (x, y) = (px(p.x.mean), py(p.y.mean))
       s += "<line x1=\"\(px(p.x.low))\" y1=\"\(y)\" x2=\"\(px(p.x.high))\" y2=\"\(y)\" stroke=\"\(c)\" stroke-width=\"1.2\"/>"
       s += "<line x1=\"\(x)\" y1=\"\(py(p.y.low))\" x2=\"\(x)\" y2=\"\(py(p.y.high))\" stroke=\"\(c)\" stroke-width=\"1.2\"/>"
       s += "<circle cx=\"\(x)\" cy=\"\(y)\" r=\"4.5\" fill=\"\(c)\"/>"
-      s += "<text x=\"\(x + 7)\" y=\"\(y - 6)\" font-size=\"10\" fill=\"#333333\">\(p.label)</text>\n"
+      // Labels alternate above and below their points, so neighbours' labels overlap less.
+      s += "<text x=\"\(x + 7)\" y=\"\(i % 2 == 0 ? y - 6 : y + 14)\" font-size=\"10\" fill=\"#333333\">\(p.label)</text>\n"
     }
     for (i, g) in groups.enumerated() where points.contains(where: { $0.group == i }) {
       let ly = top + 20 + Double(i) * 22

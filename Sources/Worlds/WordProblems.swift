@@ -2,36 +2,24 @@ import Foundation
 
 /// Short arithmetic word problems with exact answers, for the real-model comparison of IFT with SFT → DPO
 /// (issue: IFT's headline at small scale): one addition or subtraction of two whole numbers told as a
-/// story, the answer a whole number, and a plausible wrong answer (the other operation's result) for the
-/// preference pairs.
+/// story, the answer a whole number, the demonstration a one-line calculation, and the other operation's
+/// calculation as the plausible wrong reply of the preference pairs. Replies are scored as GRPO's `exact-match` reward scores them (the last number).
 public struct WordProblem: Sendable, Equatable, Codable {
   public let question: String
-  public let answer: Int
-  /// The other operation applied to the same numbers (never equal to `answer`).
-  public let wrongAnswer: Int
+  /// The two numbers in the order the story gives them, and whether the story adds them.
+  public let a: Int, b: Int
+  public let isAddition: Bool
+
+  public var answer: Int { isAddition ? a + b : a - b }
+  /// The other operation applied to the same numbers (never equal to `answer`): the common mistake.
+  public var wrongAnswer: Int { isAddition ? a - b : a + b }
 
   /// The user message: the question and the reply format.
-  public var prompt: String { question + " Reply with just the number." }
-
-  /// 1 when the first whole number in `reply` is the answer, else 0.
-  public func score(_ reply: String) -> Double {
-    Self.firstNumber(reply) == answer ? 1 : 0
-  }
-
-  /// The first whole number in a text (a minus sign directly before it counts).
-  public static func firstNumber(_ text: String) -> Int? {
-    var digits = "", sign = ""
-    for ch in text {
-      if ch.isASCII && ch.isNumber {
-        digits.append(ch)
-      } else if !digits.isEmpty {
-        break
-      } else {
-        sign = ch == "-" ? "-" : ""
-      }
-    }
-    return digits.isEmpty ? nil : Int(sign + digits)
-  }
+  public var prompt: String { question + " Reply with the calculation, like 3 + 4 = 7." }
+  /// The reply a demonstration gives: the calculation and its result ("12 - 5 = 7").
+  public var solution: String { "\(a) \(isAddition ? "+" : "-") \(b) = \(answer)" }
+  /// The rejected reply of a preference pair: the other operation, correctly computed.
+  public var wrongSolution: String { "\(a) \(isAddition ? "-" : "+") \(b) = \(wrongAnswer)" }
 }
 
 public enum WordProblems {
@@ -50,8 +38,8 @@ public enum WordProblems {
     ("{n} walked {a} km on Saturday and {b} km on Sunday. How many km did {n} walk over the weekend?", true),
   ]
 
-  /// `count` distinct problems from a seeded stream, numbers `a` in 10…60 and `b` in 2…(a−1) for a
-  /// subtraction (so answers stay positive), 2…40 for an addition; questions in `excluding` are skipped.
+  /// `count` distinct problems from a seeded stream, numbers `a` in 3…20 and `b` in 2…(a−1) for a
+  /// subtraction (so answers stay positive), 2…20 for an addition; questions in `excluding` are skipped.
   public static func generate(count: Int, seed: UInt64, excluding: Set<String> = []) -> [WordProblem] {
     var rng = SplitMix64(seed: seed ^ 0x3A7D_0000_0000)
     func draw(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(rng.next() % UInt64(range.count)) }
@@ -60,12 +48,12 @@ public enum WordProblems {
     while out.count < count && attempts < count * 100 {
       attempts += 1
       let (template, add) = templates[draw(0...(templates.count - 1))]
-      let a = draw(10...60), b = add ? draw(2...40) : draw(2...(a - 1))
+      let a = draw(3...20), b = add ? draw(2...20) : draw(2...(a - 1))
       let question = template.replacingOccurrences(of: "{n}", with: names[draw(0...(names.count - 1))])
         .replacingOccurrences(of: "{i}", with: items[draw(0...(items.count - 1))])
         .replacingOccurrences(of: "{a}", with: "\(a)").replacingOccurrences(of: "{b}", with: "\(b)")
       guard seen.insert(question).inserted else { continue }
-      out.append(WordProblem(question: question, answer: add ? a + b : a - b, wrongAnswer: add ? a - b : a + b))
+      out.append(WordProblem(question: question, a: a, b: b, isAddition: add))
     }
     return out
   }

@@ -14,6 +14,19 @@ struct ExperimentCommand: ParsableCommand {
     subcommands: [InclusiveCommand.self, CELCommand.self, IFTFrozenLakeCommand.self, IQLearnCommand.self, IFTArithmeticCommand.self])
 }
 
+/// Runs an experiment and prints its outcome: summary.json's content with `--json`, else its table and
+/// where the report is; an `ExperimentError` (a bad configuration, a folder of another one) is the user's.
+func runExperiment<S: Encodable>(json: Bool, out: String, _ run: () throws -> S, table: (S) -> String) throws {
+  let summary: S
+  do { summary = try run() } catch let e as ExperimentError { throw UserError(e.description) }
+  if json {
+    try printJSON(encoding: summary)
+  } else {
+    print(table(summary))
+    print("report: \(out)/report.md")
+  }
+}
+
 /// Every flag's default is `InclusiveConfig`'s own (shown by --help), so the defaults live in one place.
 struct InclusiveCommand: ParsableCommand {
   static let configuration = CommandConfiguration(

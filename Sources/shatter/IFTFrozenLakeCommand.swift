@@ -65,17 +65,8 @@ struct IFTFrozenLakeCommand: ParsableCommand {
     c.sweepGammas = try numberList(sweepGammas, "--sweep-gammas")
     c.discount = discount
     c.sweepLearningRates = try numberList(sweepLrs, "--sweep-lrs")
-    let summary: IFTFrozenLakeSummary
-    do {
-      summary = try IFTFrozenLake.run(c, out: URL(fileURLWithPath: out), progress: progressLines())
-    } catch let e as ExperimentError {
-      throw UserError(e.description)
-    }
-    if json {
-      try printJSON(encoding: summary)
-    } else {
-      print(IFTFrozenLake.table(summary, config: c))
-      print("ranking (lowest MSE first): \(summary.ranking.joined(separator: " < ")); report: \(out)/report.md")
+    try runExperiment(json: json, out: out, { try IFTFrozenLake.run(c, out: URL(fileURLWithPath: out), progress: progressLines()) }) {
+      IFTFrozenLake.table($0, config: c) + "\nranking (lowest MSE first): \($0.ranking.joined(separator: " < "))"
     }
   }
 }

@@ -76,17 +76,7 @@ struct IQLearnCommand: ParsableCommand {
     c.onlineLambda = onlineLambda
     c.hiddenSize = hiddenSize
     c.layers = layers
-    let summary: IQLearnSummary
-    do {
-      summary = try IQLearnExperiment.run(c, out: URL(fileURLWithPath: out), progress: progressLines())
-    } catch let e as ExperimentError {
-      throw UserError(e.description)
-    }
-    if json {
-      try printJSON(encoding: summary)
-    } else {
-      print(IQLearnExperiment.table(summary))
-      print("report: \(out)/report.md")
-    }
+    try runExperiment(json: json, out: out, { try IQLearnExperiment.run(c, out: URL(fileURLWithPath: out), progress: progressLines()) },
+                      table: IQLearnExperiment.table)
   }
 }

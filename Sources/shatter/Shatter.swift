@@ -17,7 +17,7 @@ struct Shatter: ParsableCommand {
     subcommands: [
       VersionCommand.self, TokenizeCommand.self, ScoreCommand.self, GenerateCommand.self, TrainCommand.self,
       ExperimentCommand.self, BenchCommand.self, ChatCommand.self, ServeCommand.self,
-      ConvertCommand.self, MergeCommand.self, LaunchCommand.self, PlayCommand.self, PlotCommand.self,
+      ConvertCommand.self, MergeCommand.self, LaunchCommand.self, PlayCommand.self, PlotCommand.self, RLPCommand.self,
     ]
   )
 }

@@ -296,6 +296,52 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
   #expect(bad.status != 0 && bad.stderr.contains("reward_head.safetensors"), "\(bad.stderr)")
 }
 
+@Test func rlpUMLTrainsARewardModelWithTheMultiViewTermFromTheCommandLine() throws {
+  let pairs = temporary("uml-pairs.jsonl"), views = temporary("uml-views.jsonl"), rm = temporary("uml-rm")
+  defer { for u in [pairs, views, rm] { try? FileManager.default.removeItem(at: u) } }
+  try Data((0..<24).map { #"{"prompt": "q\#($0)?", "chosen": "yes", "rejected": "no"}"# }.joined(separator: "\n").utf8).write(to: pairs)
+  try Data((0..<12).map { #"{"prompt": "p\#($0)?", "responses": ["a\#($0)", "b\#($0)", "c"]}"# }.joined(separator: "\n").utf8).write(to: views)
+  let model = ["--init", "llama", "--layers", "1", "--d-model", "32", "--heads", "2", "--max-positions", "32"]
+  let r = try shatter(["train", "rm"] + model + ["--data", pairs.path, "--multi-view-data", views.path, "--lambda-mv", "0.5",
+                                                  "--out", rm.path, "--steps", "6", "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  let lines = try String(contentsOf: rm.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+  let last = (try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as? [String: Any])?["data"] as? [String: Any] ?? [:]
+  #expect(last["multiview/mi_jsd"] is Double && last["multiview/skl"] is Double && last["bt_loss"] is Double, "\(last.keys.sorted())")
+  #expect(FileManager.default.fileExists(atPath: rm.appendingPathComponent("reward_head.safetensors").path))
+  try Data(#"{"prompt": "p", "responses": ["only one"]}"#.utf8).write(to: views)
+  let bad = try shatter(["train", "rm"] + model + ["--data", pairs.path, "--multi-view-data", views.path, "--out", rm.path])
+  #expect(bad.status != 0 && bad.stderr.contains(views.path + ":1: 'responses'"), "\(bad.stderr)")
+}
+
+@Test func rlpSPGWritesSelfConsistencyPairsFromThePolicysSamples() throws {
+  let pairs = temporary("spg-rm-pairs.jsonl"), prompts = temporary("spg-prompts.jsonl"), rm = temporary("spg-rm")
+  let policy = temporary("spg-policy"), out = temporary("spg-pairs.jsonl"), demos = temporary("spg-demos.jsonl")
+  defer { for u in [pairs, prompts, rm, policy, out, demos] { try? FileManager.default.removeItem(at: u) } }
+  try Data((0..<16).map { #"{"prompt": "q\#($0)?", "completion": "yes"}"# }.joined(separator: "\n").utf8).write(to: demos)
+  try Data((0..<16).map { #"{"prompt": "q\#($0)?", "chosen": "yes", "rejected": "no"}"# }.joined(separator: "\n").utf8).write(to: pairs)
+  try Data((0..<5).map { #"{"prompt": "What is \#($0) + 1?"}"# }.joined(separator: "\n").utf8).write(to: prompts)
+  let model = ["--init", "llama", "--layers", "1", "--d-model", "32", "--heads", "2", "--max-positions", "48"]
+  #expect(try shatter(["train", "rm"] + model + ["--data", pairs.path, "--out", rm.path, "--steps", "2"]).status == 0)
+  #expect(try shatter(["train", "sft"] + model + ["--data", demos.path, "--out", policy.path, "--steps", "2"]).status == 0)
+  // An external judge that puts samples 1, 3 in one cluster and 2, 4 in another: confidence 0.5 on every prompt.
+  let r = try shatter(["rlp", "spg", "--policy", policy.path, "--reward-model", rm.path, "--prompts", prompts.path, "--out", out.path,
+                       "--samples", "4", "--max-new-tokens", "4", "--equivalence-command", "awk '{print NR % 2}'", "--json"])
+  #expect(r.status == 0, "\(r.stderr)")
+  #expect(r.json["pairs"] as? Int == 5 && r.json["mean_confidence"] as? Double == 0.5, "\(r.stdout)")
+  let lines = try String(contentsOf: out, encoding: .utf8).split(separator: "\n")
+  #expect(lines.count == 5)
+  let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
+  #expect(first?["prompt"] as? String == "What is 0 + 1?" && first?["chosen"] is String && first?["rejected"] is String)
+  // γ above every prompt's confidence keeps none; a judge writing too few lines is named.
+  let none = try shatter(["rlp", "spg", "--policy", policy.path, "--reward-model", rm.path, "--prompts", prompts.path, "--out", out.path,
+                          "--samples", "4", "--max-new-tokens", "4", "--gamma", "0.9", "--equivalence-command", "awk '{print NR % 2}'", "--json"])
+  #expect(none.json["pairs"] as? Int == 0 && none.json["skipped_low_confidence"] as? Int == 5, "\(none.stdout) \(none.stderr)")
+  let bad = try shatter(["rlp", "spg", "--policy", policy.path, "--reward-model", rm.path, "--prompts", prompts.path, "--out", out.path,
+                         "--samples", "4", "--max-new-tokens", "4", "--equivalence-command", "head -n 1"])
+  #expect(bad.status != 0 && bad.stderr.contains("--equivalence-command 'head -n 1' wrote 1 lines for 4 completions"), "\(bad.stderr)")
+}
+
 @Test func experimentInclusivePrintsTheSummaryWithItsDesignBound() throws {
   let out = temporary("inclusive")
   defer { try? FileManager.default.removeItem(at: out) }
