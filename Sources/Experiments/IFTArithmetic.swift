@@ -149,20 +149,17 @@ public enum IFTArithmetic {
     let runsDir = out.appendingPathComponent("runs")
     try ExperimentFiles.claim(out, config: config)
     try fm.createDirectory(at: runsDir, withIntermediateDirectories: true)
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
     let eval = WordProblems.generate(count: config.evalProblems, seed: 0xE7A1)
     let heldOut = Set(eval.map(\.question))
     func cached(_ method: String, seed: Int, _ make: () throws -> [String]) throws -> IFTArithmeticRun {
-      let file = runsDir.appendingPathComponent("\(fileName(method))-seed\(seed).json")
-      if let data = fm.contents(atPath: file.path) { return try JSONDecoder().decode(IFTArithmeticRun.self, from: data) }
-      let t0 = Date()
-      let replies = try make()
-      let correct = zip(eval, replies).map { ExactMatchReward.matches($1, answer: "\($0.answer)") }
-      let r = IFTArithmeticRun(method: method, seed: seed, accuracy: Double(correct.filter { $0 }.count) / Double(Swift.max(1, correct.count)),
-                               correct: correct, replies: replies, seconds: Date().timeIntervalSince(t0))
-      try encoder.encode(r).write(to: file, options: .atomic)
-      progress(String(format: "seed %d %@: held-out accuracy %.3f (%.0f s)", seed, method, r.accuracy, r.seconds))
+      let (r, made) = try ExperimentFiles.run(at: runsDir.appendingPathComponent("\(fileName(method))-seed\(seed).json")) {
+        let t0 = Date()
+        let replies = try make()
+        let correct = zip(eval, replies).map { ExactMatchReward.matches($1, answer: "\($0.answer)") }
+        return IFTArithmeticRun(method: method, seed: seed, accuracy: Double(correct.filter { $0 }.count) / Double(Swift.max(1, correct.count)),
+                                correct: correct, replies: replies, seconds: Date().timeIntervalSince(t0))
+      }
+      if made { progress(String(format: "seed %d %@: held-out accuracy %.3f (%.0f s)", seed, method, r.accuracy, r.seconds)) }
       return r
     }
     var runs = [try cached("base", seed: 0) { try evaluate(chat, eval, maxNewTokens: config.maxNewTokens) }]

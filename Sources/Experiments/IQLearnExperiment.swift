@@ -263,8 +263,6 @@ public enum IQLearnExperiment {
     let runsDir = out.appendingPathComponent("runs")
     try ExperimentFiles.claim(out, config: config)
     try fm.createDirectory(at: runsDir, withIntermediateDirectories: true)
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
     let configs = configurations(config)
     var runs: [IQLearnRun] = []
     var demoPoints: [Measured] = []
@@ -276,14 +274,11 @@ public enum IQLearnExperiment {
         t.demonstrations(count: config.samplesPerPrompt, zipf: config.zipf, using: &rng).map { $0.map(String.init).joined(separator: " ") }
       }, eval: eval))
       for cfg in configs {
-        let file = runsDir.appendingPathComponent("\(cfg.name)-seed\(seed).json")
-        if let data = fm.contents(atPath: file.path) {
-          runs.append(try JSONDecoder().decode(IQLearnRun.self, from: data))
-          continue
+        let (r, made) = try ExperimentFiles.run(at: runsDir.appendingPathComponent("\(cfg.name)-seed\(seed).json")) {
+          try runOne(cfg, seed: seed, config: config, train: train, eval: eval)
         }
-        let r = try runOne(cfg, seed: seed, config: config, train: train, eval: eval)
-        try encoder.encode(r).write(to: file, options: .atomic)
         runs.append(r)
+        guard made else { continue }
         progress(String(format: "seed %d %@: score %.3f, Self-BLEU %.3f, correct answers/prompt %.2f, entropy %.3f",
                         seed, cfg.name, r.score, r.selfBLEU, r.correctAnswers, r.entropy))
       }

@@ -67,6 +67,17 @@ enum ExperimentFiles {
     try Data(text.utf8).write(to: out.appendingPathComponent("metrics.jsonl"), options: .atomic)
   }
 
+  /// A finished run read back from `file`, or made by `make` and saved there (sorted keys, Swift's key
+  /// names, atomically) so an interrupted experiment resumes with the runs it has; `made` says which.
+  static func run<R: Codable>(at file: URL, _ make: () throws -> R) throws -> (run: R, made: Bool) {
+    if let data = FileManager.default.contents(atPath: file.path) { return (try JSONDecoder().decode(R.self, from: data), false) }
+    let r = try make()
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    try encoder.encode(r).write(to: file, options: .atomic)
+    return (r, true)
+  }
+
   static func writeSummary<S: Encodable>(_ s: S, to out: URL) throws {
     try encoder.encode(s).write(to: out.appendingPathComponent("summary.json"), options: .atomic)
   }
