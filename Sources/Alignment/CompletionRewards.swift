@@ -209,6 +209,12 @@ public struct RewardModelReward: CompletionReward {
     self.padId = padId
   }
 
+  /// A reward model in memory (scored without gradients; its parameters are left as they are).
+  public init(model: RewardModel, padId: Int) {
+    self.model = model
+    self.padId = padId
+  }
+
   public func rewards(_ items: [RewardItem]) throws -> [Double] {
     var out: [Double] = []
     for start in stride(from: 0, to: items.count, by: batchSize) {

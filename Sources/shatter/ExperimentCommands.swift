@@ -11,7 +11,7 @@ extension EpistemicKind: ExpressibleByArgument {}
 struct ExperimentCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "experiment", abstract: "Run a paper's experiment as a named, seeded, resumable run with a report.",
-    subcommands: [InclusiveCommand.self, CELCommand.self, IFTFrozenLakeCommand.self, IQLearnCommand.self, IFTArithmeticCommand.self])
+    subcommands: [InclusiveCommand.self, CELCommand.self, IFTFrozenLakeCommand.self, IQLearnCommand.self, IFTArithmeticCommand.self, RLPExperimentCommand.self])
 }
 
 /// Runs an experiment and prints its outcome: summary.json's content with `--json`, else its table and
