@@ -368,6 +368,25 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
   #expect(bad.status != 0 && bad.stderr.contains("unknown rule 'contrasts'") && bad.stderr.contains("ts_contrast"), "\(bad.stderr)")
 }
 
+@Test func experimentRLPPrintsThePapersTableAndRefusesBadFlags() throws {
+  let out = temporary("rlp")
+  defer { try? FileManager.default.removeItem(at: out) }
+  let tiny = ["--seeds", "1", "--max-operand", "9", "--train-problems", "30", "--demonstrations", "60", "--human-pairs", "16",
+              "--policy-prompts", "6", "--eval-problems", "4", "--hidden-size", "16", "--layers", "1", "--sft-steps", "10",
+              "--rm-steps", "2", "--views", "2", "--spg-samples", "3", "--ppo-steps", "2", "--ppo-batch", "4", "--best-of-n", "2",
+              "--response-length", "6"]
+  let r = try shatter(["experiment", "rlp", "--out", out.path, "--json"] + tiny)
+  #expect(r.status == 0, "\(r.stderr)")
+  #expect(r.json["order"] as? [String] == ["sft", "ppo", "best-of-n", "rlp-uml", "rlp-spg"], "\(r.stdout)")
+  let rms = try #require(r.json["reward_models"] as? [String: [String: Any]])
+  #expect(Set(rms.keys) == ["rm", "rm-uml", "rm-spg"] && rms["rm"]?["on_policy_accuracy"] != nil)
+  // Resumed from the saved seed: the table, without training again.
+  let text = try shatter(["experiment", "rlp", "--out", out.path] + tiny)
+  #expect(text.stdout.contains("| RLP-UML |") && text.stdout.contains("accuracy on policy-sample pairs") && !text.stderr.contains("SFT done"))
+  let bad = try shatter(["experiment", "rlp", "--out", out.path, "--views", "1"])
+  #expect(bad.status != 0 && bad.stderr.contains("--views and --spg-samples must be at least 2"), "\(bad.stderr)")
+}
+
 // MARK: - the real model (SmolLM2-135M-Instruct; `make model` puts it in place, `make test` runs that first)
 
 let realModel = repoRoot.appendingPathComponent("models/smollm2-135m-instruct")
