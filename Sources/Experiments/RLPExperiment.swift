@@ -189,6 +189,11 @@ public enum RLPExperiment {
     }
   }
 
+  /// The mean Σ_t (log π − log π_SFT) of sequences sampled from `model`: its KL estimate from SFT.
+  static func kl(_ model: any CausalLM, from sft: any CausalLM, _ sequences: [TokenSequence]) -> Double {
+    mean(zip(logProbs(model, sequences), logProbs(sft, sequences)).map { $0 - $1 })
+  }
+
   static func scores(_ rm: RewardModel, _ sequences: [TokenSequence]) -> [Double] {
     withoutGradients {
       stride(from: 0, to: sequences.count, by: 256).flatMap { start in
@@ -202,9 +207,8 @@ public enum RLPExperiment {
                          seed: UInt64) -> RLPCurvePoint {
     let groups = replies(model, eval, count: c.evalSamples, config: c, seed: seed)
     let r = groups.flatMap { $0 }
-    let kl = zip(logProbs(model, r.map(\.sequence)), logProbs(sft, r.map(\.sequence))).map { $0 - $1 }
     let gold = zip(eval, groups).flatMap { p, g in g.map { c.annotator.gold(p, $0.text) } }
-    return RLPCurvePoint(step: step, kl: mean(kl), gold: mean(gold))
+    return RLPCurvePoint(step: step, kl: kl(model, from: sft, r.map(\.sequence)), gold: mean(gold))
   }
 
   static func mean(_ xs: [Double]) -> Double { xs.reduce(0, +) / Double(Swift.max(1, xs.count)) }
@@ -352,7 +356,7 @@ public enum RLPExperiment {
     for (name, model) in [("sft", sft), ("ppo", ppoPolicy), ("rlp-uml", umlPolicy), ("rlp-spg", spgPolicy)] {
       let r = replies(model, eval, count: c.evalSamples, config: c, seed: s &+ 0xE0)
       let seqs = r.flatMap { $0.map(\.sequence) }
-      let kl = name == "sft" ? 0 : mean(zip(logProbs(model, seqs), logProbs(sft, seqs)).map { $0 - $1 })
+      let kl = name == "sft" ? 0 : kl(model, from: sft, seqs)
       policies[name] = measure(r.map { $0.map(\.text) }, reference: reference, kl: kl, eval: eval, config: c)
       examples[name] = r[0].map(\.text)
     }
