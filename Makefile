@@ -2,7 +2,7 @@
 export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 
-.PHONY: demo demo-addition test serve-test bench build release bootstrap clean model
+.PHONY: demo demo-addition test serve-test load-test bench build release bootstrap clean model fuzz fuzz-smoke
 
 bootstrap:
 	@scripts/bootstrap
@@ -50,6 +50,22 @@ bench:
 	$(SWIFT) build -c release --product shatter
 	@SHATTER=.build/release/shatter scripts/fetch_model
 	@scripts/bench
+
+# `shatter serve` on the real model under load (bench/load.py: 32 clients for 60 s on 127.0.0.1, with
+# disconnecting, slow, oversized and malformed clients beside them); also part of `make bench`.
+load-test: release
+	@SHATTER=.build/release/shatter scripts/fetch_model
+	/usr/bin/python3 bench/load.py --shatter .build/release/shatter
+
+# libFuzzer + AddressSanitizer on every parser of user input (Fuzz/README.md): FUZZ_SECONDS per target
+# (default 2 minutes; `make fuzz FUZZ_SECONDS=30`), executions and crashes printed per target. Not part of
+# `make test`; CI runs `fuzz-smoke`, 14 s per target.
+FUZZ_SECONDS ?= 120
+fuzz: bootstrap
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz
+
+fuzz-smoke: bootstrap
+	@FUZZ_SECONDS=14 scripts/fuzz
 
 clean:
 	rm -rf .build

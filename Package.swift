@@ -33,6 +33,7 @@ let package = Package(
     .library(name: "Agents", targets: ["Agents"]),
     .library(name: "Experiments", targets: ["Experiments"]),
     .library(name: "Serve", targets: ["Serve"]),
+    .library(name: "RunConfig", targets: ["RunConfig"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -71,11 +72,12 @@ let package = Package(
       name: "Serve",
       dependencies: ["LM", "Torch", .product(name: "Hummingbird", package: "hummingbird")]
     ),
+    .target(name: "RunConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
     .executableTarget(
       name: "shatter",
       dependencies: [
-        "Torch", "NN", "LM", "Alignment", "Experiments", "Serve", "Agents", "Worlds", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        .product(name: "Yams", package: "Yams"),
+        "Torch", "NN", "LM", "Alignment", "Experiments", "Serve", "Agents", "Worlds", "RunConfig",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
     .testTarget(name: "TorchTests", dependencies: ["Torch"], resources: [.copy("Fixtures")]),

@@ -93,6 +93,7 @@ def main():
     generation()
     lora_memory()
     data_parallel_step_time()
+    server_under_load()
 
 
 # The targets of issue 13: Shatter as installed against PyPI's current CPU wheel as installed.
@@ -180,7 +181,8 @@ def peak_rss_mib(cmd):
 def lora_memory():
     """Peak memory of training SmolLM2-135M-Instruct: full fine-tuning (AdamW state for every weight) against
     LoRA r 16 on q_proj,v_proj (the base frozen, no gradients or optimizer state for it); SFT on the chat
-    form of examples/grpo-addition.jsonl, batch 8, a few steps."""
+    form of examples/grpo-addition.jsonl, batch 8, a few steps. Beside each, the memory plan the run printed
+    before step 1 (its `memory_plan.total`), and a GPT-2 L4 D256 row at batch 8 × 128 tokens for the plan."""
     if not os.path.exists(os.path.join(MODEL, "model.safetensors")):
         print(f"\nLoRA memory: skipped, {MODEL} is missing (run `make model`)")
         return
@@ -189,18 +191,29 @@ def lora_memory():
         for line in f:
             row = json.loads(line)
             out.write(json.dumps({"messages": row["prompt"] + [{"role": "assistant", "content": row["answer"]}]}) + "\n")
-    common = ["train", "sft", "--model", MODEL, "--data", data, "--steps", "4", "--batch-size", "8", "--json"]
-    print("\nTraining memory, SmolLM2-135M-Instruct (float32), SFT batch 8, 4 steps: peak RSS of the whole process")
-    print(f"{'':34} {'peak RSS MiB':>13} {'trained params':>15} {'tokens/s':>9}")
+    long_data = "/tmp/shatter-bench-long.jsonl"
+    with open(long_data, "w") as out:
+        for i in range(32):  # every sequence longer than --seq-len, so the batch is B × T tokens exactly
+            out.write(json.dumps({"prompt": f"Story {i}:", "completion": " once upon a time" * 60}) + "\n")
+    common = ["train", "sft", "--steps", "4", "--batch-size", "8", "--json"]
+    smol = ["--model", MODEL, "--data", data]
+    print("\nTraining memory (float32), SFT batch 8, 4 steps: peak RSS of the whole process against the memory plan")
+    print(f"{'':44} {'peak RSS MiB':>13} {'plan MiB':>9} {'plan/RSS':>9} {'trained params':>15} {'tokens/s':>9}")
     rows = []
-    for label, extra in (("full fine-tuning", []), ("LoRA r 16 (q_proj, v_proj)", ["--lora-r", "16", "--lora-alpha", "32"])):
+    runs = (("SmolLM2-135M full fine-tuning", smol),
+            ("SmolLM2-135M LoRA r 16 (q_proj, v_proj)", smol + ["--lora-r", "16", "--lora-alpha", "32"]),
+            ("SmolLM2-135M full, 128 tokens a sequence", ["--model", MODEL, "--data", long_data, "--seq-len", "128"]),
+            ("GPT-2 L4 D256 (fresh), 128 tokens", ["--init", "gpt2", "--layers", "4", "--d-model", "256", "--heads", "4",
+                                                   "--data", long_data, "--seq-len", "128"]))
+    for label, extra in runs:
         summary, mib, log = peak_rss_mib([SHATTER, *common, *extra, "--out", f"/tmp/shatter-bench-lora-{len(rows)}"])
         rows.append(mib)
+        plan = summary["memory_plan"]["total"] / 2**20
         # The run's own note: "sft: N examples, P parameters (T trained), S steps".
         note = next(l for l in log.splitlines() if " parameters" in l)
         counts = re.findall(r"(\d+) parameters(?: \((\d+) trained\))?", note)[0]
         trained = f"{int(counts[1] or counts[0]) / 1e6:.2f}M"
-        print(f"{label:34} {mib:13.0f} {trained:>15} {summary['tokens_per_second']:9.0f}")
+        print(f"{label:44} {mib:13.0f} {plan:9.0f} {plan / mib:8.2f}x {trained:>15} {summary['tokens_per_second']:9.0f}")
     print(f"LoRA / full: {rows[1] / rows[0]:.2f}x the memory")
 
 
@@ -220,6 +233,20 @@ def data_parallel_step_time():
     print("\nData parallel, SFT GPT-2 L=4 D=256, global batch 32, 20 steps (tokens/s inside the loop):")
     print(f"  1 process {med(one):8.0f}   2 ranks (Gloo, loopback) {med(two):8.0f}   ratio {med(two) / med(one):.2f}x")
     print(f"  ({os.cpu_count()} cores here: two ranks share them, so this is the cost of the split, not a speed-up)")
+
+
+def server_under_load():
+    """`shatter serve` on the real model under bench/load.py's default load (32 clients for 60 s on 127.0.0.1,
+    half streamed, with disconnecting, slow, oversized and malformed clients beside them); its table as printed."""
+    if not os.path.exists(os.path.join(MODEL, "model.safetensors")):
+        print(f"\nServer under load: skipped, {MODEL} is missing (run `make model`)")
+        return
+    print()
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "bench/load.py"), "--shatter", SHATTER, "--model", MODEL],
+                       capture_output=True, text=True, cwd=ROOT, env=SAME)
+    print(p.stdout.rstrip())
+    if p.returncode != 0:
+        print(f"server under load: FAILED (exit {p.returncode}); {p.stderr.strip()[-500:]}")
 
 
 if __name__ == "__main__":

@@ -14,20 +14,25 @@ public struct JSONLFile {
   public let records: [(line: Int, object: [String: Any])]
 
   public init(url: URL) throws {
-    path = url.path
     guard let data = FileManager.default.contents(atPath: url.path) else { throw DataError("\(url.path): file not found") }
-    guard let text = String(data: data, encoding: .utf8) else { throw DataError("\(url.path): not UTF-8 text") }
+    try self.init(data: data, path: url.path)
+  }
+
+  /// Reads a file already in memory; `path` names it in errors.
+  public init(data: Data, path: String) throws {
+    self.path = path
+    guard let text = String(data: data, encoding: .utf8) else { throw DataError("\(path): not UTF-8 text") }
     var out: [(Int, [String: Any])] = []
     for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
       let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
       if line.isEmpty { continue }
       guard let any = try? JSONSerialization.jsonObject(with: Data(line.utf8)) else {
-        throw DataError("\(url.path):\(i + 1): not valid JSON")
+        throw DataError("\(path):\(i + 1): not valid JSON")
       }
-      guard let obj = any as? [String: Any] else { throw DataError("\(url.path):\(i + 1): expected a JSON object") }
+      guard let obj = any as? [String: Any] else { throw DataError("\(path):\(i + 1): expected a JSON object") }
       out.append((i + 1, obj))
     }
-    if out.isEmpty { throw DataError("\(url.path): no records") }
+    if out.isEmpty { throw DataError("\(path): no records") }
     records = out
   }
 
@@ -49,7 +54,12 @@ public enum SFTData {
   public static func load(_ url: URL, tokenizer: any TextTokenizer, template: ChatTemplate, maxLength: Int) throws
     -> [TokenSequence]
   {
-    let file = try JSONLFile(url: url)
+    try load(JSONLFile(url: url), tokenizer: tokenizer, template: template, maxLength: maxLength)
+  }
+
+  public static func load(_ file: JSONLFile, tokenizer: any TextTokenizer, template: ChatTemplate, maxLength: Int) throws
+    -> [TokenSequence]
+  {
     var out: [TokenSequence] = []
     for (line, obj) in file.records {
       let (prompt, completion): ([Int], [Int])
@@ -179,8 +189,11 @@ public enum PreferenceData {
 
   /// `{"prompt","chosen","rejected"}` lines.
   public static func loadPairs(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [PairExample] {
-    let file = try JSONLFile(url: url)
-    return try file.records.map { line, obj in
+    try loadPairs(JSONLFile(url: url), tokenizer: tokenizer, maxLength: maxLength)
+  }
+
+  public static func loadPairs(_ file: JSONLFile, tokenizer: any TextTokenizer, maxLength: Int) throws -> [PairExample] {
+    try file.records.map { line, obj in
       let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
       func seq(_ key: String) throws -> TokenSequence {
         try sequence(prompt: prompt, completion: try completion(key, in: obj, file: file, line: line), tokenizer: tokenizer,
@@ -193,8 +206,11 @@ public enum PreferenceData {
   /// `{"prompt","responses":[…]}` lines, at least two responses each (RLP-UML's views of one prompt,
   /// typically the policy's own samples).
   public static func loadMultiView(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [[TokenSequence]] {
-    let file = try JSONLFile(url: url)
-    return try file.records.map { line, obj in
+    try loadMultiView(JSONLFile(url: url), tokenizer: tokenizer, maxLength: maxLength)
+  }
+
+  public static func loadMultiView(_ file: JSONLFile, tokenizer: any TextTokenizer, maxLength: Int) throws -> [[TokenSequence]] {
+    try file.records.map { line, obj in
       let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
       guard let responses = obj["responses"] as? [String], responses.count >= 2 else {
         throw DataError("\(file.path):\(line): 'responses' should be a list of at least two strings (the views of the prompt)")
@@ -210,8 +226,11 @@ public enum PreferenceData {
   /// `{"prompt","candidates":[…],"choice":i}` lines; `{"prompt","chosen","rejected"}` lines are read as
   /// K = 2 choices of the first candidate.
   public static func loadChoices(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [ChoiceExample] {
-    let file = try JSONLFile(url: url)
-    return try file.records.map { line, obj in
+    try loadChoices(JSONLFile(url: url), tokenizer: tokenizer, maxLength: maxLength)
+  }
+
+  public static func loadChoices(_ file: JSONLFile, tokenizer: any TextTokenizer, maxLength: Int) throws -> [ChoiceExample] {
+    try file.records.map { line, obj in
       let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
       func seq(_ text: String, _ key: String) throws -> TokenSequence {
         try sequence(prompt: prompt, completion: text, tokenizer: tokenizer, maxLength: maxLength, file: file, line: line,
@@ -244,8 +263,12 @@ public enum PreferenceData {
   /// `{"role","content"}` messages rendered with the chat template up to the assistant's turn.
   public static func loadPrompts(_ url: URL, tokenizer: any TextTokenizer, template: ChatTemplate = .plain,
                                  maxLength: Int) throws -> [PromptExample] {
-    let file = try JSONLFile(url: url)
-    return try file.records.map { line, obj in
+    try loadPrompts(JSONLFile(url: url), tokenizer: tokenizer, template: template, maxLength: maxLength)
+  }
+
+  public static func loadPrompts(_ file: JSONLFile, tokenizer: any TextTokenizer, template: ChatTemplate = .plain,
+                                 maxLength: Int) throws -> [PromptExample] {
+    try file.records.map { line, obj in
       let text: String, p: [Int]
       if let raw = obj["prompt"], !(raw is String) {
         let messages = try SFTData.parseMessages(raw, file: file, line: line, endsWithReply: false)

@@ -150,6 +150,9 @@ public protocol MethodDefinition: TrainingMethod {
   static var progressMetrics: [String] { get }
   /// Metrics whose per-step values the JSON summary lists, each under its key (e.g. `reward_history`).
   static var summaryHistories: [(metric: String, key: String)] { get }
+  /// Sequences one example puts through the model in a training micro-batch (a pair's chosen and rejected:
+  /// 2); the memory plan's activations scale with it.
+  static var sequencesPerExample: Int { get }
 
   static func make(_ arguments: MethodArguments, _ setup: MethodSetup) throws -> Self
   /// The run over the data at `data` (and held-out `evalData`), with checkpoints under `out`.
@@ -163,6 +166,7 @@ extension MethodDefinition {
   public static var trainerDefaults: TrainerOptions { TrainerOptions() }
   public static var progressMetrics: [String] { [] }
   public static var summaryHistories: [(metric: String, key: String)] { [] }
+  public static var sequencesPerExample: Int { 1 }
   public func save(to directory: URL, setup: MethodSetup) throws {
     try Checkpoint.save(setup.model, to: directory, companionsFrom: setup.companions, baseModel: setup.baseModel)
   }

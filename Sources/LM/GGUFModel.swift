@@ -81,6 +81,13 @@ public struct GGUFCheckpoint {
     ]
     let biases = [("attn_q.bias", "self_attn.q_proj.bias"), ("attn_k.bias", "self_attn.k_proj.bias"),
                   ("attn_v.bias", "self_attn.v_proj.bias")]
+    // Every layer needs its tensors in the table: a block count beyond what the table can hold is refused
+    // before the name map is built for it (a crafted count would otherwise make that map enormous).
+    let needed = perLayer.count + (config.qkvBias ? biases.count : 0)
+    guard layers <= (file.tensors.count - map.count) / needed else {
+      throw GGUFError(path: path, subject: "key '\(key("block_count"))'",
+                      "\(layers) layers need \(needed) tensors each, but the file lists \(file.tensors.count) tensors in all")
+    }
     for l in 0..<layers {
       for (g, h) in perLayer + (config.qkvBias ? biases : []) { map.append(("blk.\(l).\(g)", "model.layers.\(l).\(h)")) }
     }

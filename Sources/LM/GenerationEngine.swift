@@ -46,6 +46,20 @@ public struct EngineStats: Sendable, Equatable {
   /// Prompts that took their beginning from the prefix cache, and the positions they did not prefill.
   public var prefixHits = 0
   public var reusedPrefixPositions = 0
+  /// Jobs ended early because their reader went away (a client that disconnected mid-stream), queued or running.
+  public var cancelled = 0
+  /// Rows decoding now, and jobs waiting for a row.
+  public var running = 0
+  public var queued = 0
+}
+
+/// A submitted job: its events, and `cancel()` to end it from the reader's side (its row leaves the batch
+/// before the next step; a queued job never starts). Dropping `events` does the same.
+public struct Submission: Sendable {
+  public let events: AsyncStream<GenerationEvent>
+  let row: Row
+
+  public func cancel() { row.cancel() }
 }
 
 /// Decodes submitted jobs on one worker thread (libtorch work never runs on the server's event loops) with
@@ -99,8 +113,12 @@ public final class GenerationEngine: @unchecked Sendable {
   }
 
   /// Queues `job`; its events arrive on the returned stream. Dropping the stream (or cancelling the task
-  /// reading it) ends the job at its next step.
-  public func submit(_ job: GenerationJob) -> AsyncStream<GenerationEvent> {
+  /// reading it) ends the job before its next step.
+  public func submit(_ job: GenerationJob) -> AsyncStream<GenerationEvent> { start(job).events }
+
+  /// Queues `job` and returns its events with a handle that ends it early: a server calls `cancel()` when
+  /// the client it streams to goes away, so the row stops decoding without waiting for the stream to be freed.
+  public func start(_ job: GenerationJob) -> Submission {
     let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
     let row = Row(job: job, continuation: continuation, tokenizer: tokenizer)
     continuation.onTermination = { [weak row] _ in row?.cancel() }
@@ -109,12 +127,13 @@ public final class GenerationEngine: @unchecked Sendable {
       condition.unlock()
       continuation.yield(.finished(.stop, promptTokens: job.prompt.count, completionTokens: 0))
       continuation.finish()
-      return stream
+      return Submission(events: stream, row: row)
     }
     queue.append(row)
+    _stats.queued = queue.count
     condition.signal()
     condition.unlock()
-    return stream
+    return Submission(events: stream, row: row)
   }
 
   /// A job's events gathered: the whole text, why it ended, prompt and completion token counts.
@@ -155,11 +174,22 @@ public final class GenerationEngine: @unchecked Sendable {
     if prefixCacheEntries > 0 { decoder.prefixCache = PrefixCache(capacity: prefixCacheEntries) }
     var active: [Row] = []
     while true {
+      // Rows whose reader went away leave before the step, so a disconnected client costs no more decoding.
+      let gone = Set(active.indices.filter { active[$0].isCancelled })
+      if !gone.isEmpty {
+        for i in gone { active[i].end(.stop) }
+        let kept = active.indices.filter { !gone.contains($0) }
+        decoder.keep(kept)
+        active = kept.map { active[$0] }
+      }
       condition.lock()
+      _stats.cancelled += gone.count
+      _stats.running = active.count
       while queue.isEmpty && active.isEmpty && !stopping { condition.wait() }
       if stopping {
         let left = queue + active
         queue = []
+        (_stats.queued, _stats.running) = (0, 0)
         stopped = true
         condition.broadcast()
         condition.unlock()
@@ -170,10 +200,20 @@ public final class GenerationEngine: @unchecked Sendable {
         forgetPrefixes = false
         if prefixCacheEntries > 0 { decoder.prefixCache = PrefixCache(capacity: prefixCacheEntries) }
       }
+      // Queued jobs whose reader went away never start, wherever they are in the queue.
+      let dropped = queue.filter(\.isCancelled)
+      if !dropped.isEmpty { queue.removeAll(where: \.isCancelled) }
+      _stats.cancelled += dropped.count
       let room = maxBatch - active.count
-      let joining = Array(queue.prefix(room)).filter { !$0.isCancelled }
-      let dropped = queue.prefix(room).filter(\.isCancelled)
-      queue.removeFirst(min(room, queue.count))
+      let joining = Array(queue.prefix(room))
+      queue.removeFirst(joining.count)
+      _stats.queued = queue.count
+      _stats.running = active.count + joining.count
+      if joining.isEmpty && active.isEmpty {
+        condition.unlock()
+        for r in dropped { r.end(.stop) }
+        continue
+      }
       if !joining.isEmpty {
         _stats.prefills += 1
         if !active.isEmpty { _stats.joinedRunning += joining.count }
@@ -197,9 +237,11 @@ public final class GenerationEngine: @unchecked Sendable {
       _stats.decodeSteps += 1
       _stats.largestBatch = max(_stats.largestBatch, decoder.rows)
       if let p = decoder.prefixCache { (_stats.prefixHits, _stats.reusedPrefixPositions) = (p.hits, p.reusedPositions) }
-      _stats.completed += active.filter(\.isDone).count
-      condition.unlock()
+      _stats.completed += active.filter { $0.isDone && !$0.endedByCancel }.count
+      _stats.cancelled += active.filter { $0.isDone && $0.endedByCancel }.count
       let kept = active.indices.filter { !active[$0].isDone }
+      _stats.running = kept.count
+      condition.unlock()
       decoder.keep(kept)
       active = kept.map { active[$0] }
     }
@@ -215,6 +257,8 @@ final class Row: @unchecked Sendable {
   private(set) var pending = 0
   private(set) var generated = 0
   private(set) var isDone = false
+  /// Whether the row ended because its reader went away.
+  private(set) var endedByCancel = false
   private let lock = NSLock()
   private var cancelled = false
 
@@ -255,6 +299,7 @@ final class Row: @unchecked Sendable {
     } else if generated >= job.maxTokens {
       flushAndEnd(.length)
     } else if isCancelled {
+      endedByCancel = true
       end(.stop)
     }
   }

@@ -15,7 +15,24 @@ public struct ServerOptions: Sendable {
   public var maxBodyBytes = 1 << 20
   /// `max_tokens` when a request gives none (capped by the context).
   public var defaultMaxTokens = 256
+  /// Seconds a request body may take to arrive; a slower one gets 408 and its connection's input is closed.
+  public var bodyTimeout = 15.0
+  /// Seconds a connection may stay silent — between requests, or while its request is being read — before
+  /// it is closed (a response being written does not count as idle).
+  public var idleTimeout = 30.0
   public init() {}
+}
+
+/// Hummingbird's request context plus the request's connection, so that a body arriving too slowly can
+/// have that connection's input closed.
+struct ServeContext: RequestContext {
+  var coreContext: CoreRequestContextStorage
+  let channel: any Channel
+
+  init(source: ApplicationRequestContextSource) {
+    coreContext = .init(source: source)
+    channel = source.channel
+  }
 }
 
 /// The OpenAI-compatible endpoints over a `GenerationEngine`. Handlers only decode, validate and stream;
@@ -34,17 +51,18 @@ public final class OpenAIServer: Sendable {
 
   /// Serves until SIGINT/SIGTERM; `onListening` gets the bound port (useful with port 0).
   public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
-    let router = Router()
+    let router = Router(context: ServeContext.self)
     router.get("/health") { request, _ in await self.logged(request) { _ in self.health() } }
     router.get("/v1/models") { request, _ in await self.logged(request) { _ in try self.authorize(request); return self.models() } }
-    router.post("/v1/chat/completions") { request, _ in
-      await self.logged(request) { stats in try await self.chatCompletions(request, stats: stats) }
+    router.post("/v1/chat/completions") { request, context in
+      await self.logged(request) { stats in try await self.chatCompletions(request, context, stats: stats) }
     }
-    router.post("/v1/completions") { request, _ in
-      await self.logged(request) { stats in try await self.completions(request, stats: stats) }
+    router.post("/v1/completions") { request, context in
+      await self.logged(request) { stats in try await self.completions(request, context, stats: stats) }
     }
     let app = Application(
       router: router,
+      server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(options.idleTimeout * 1e9)))),
       configuration: .init(address: .hostname(options.host, port: options.port), serverName: "shatter"),
       onServerRunning: { channel in onListening(channel.localAddress?.port ?? self.options.port) }
     )
@@ -59,31 +77,32 @@ public final class OpenAIServer: Sendable {
     return json(200, [
       "status": "ok", "model": options.modelName, "context_length": engine.contextLength, "max_batch": engine.maxBatch,
       "completed": s.completed, "decode_steps": s.decodeSteps, "prefills": s.prefills, "largest_batch": s.largestBatch,
-      "joined_running": s.joinedRunning,
+      "joined_running": s.joinedRunning, "cancelled": s.cancelled, "running": s.running, "queued": s.queued,
     ])
   }
 
   func models() -> Response { json(200, OpenAIShapes.models([options.modelName], created: created)) }
 
-  func chatCompletions(_ request: Request, stats: RequestStats) async throws -> Response {
+  func chatCompletions(_ request: Request, _ context: ServeContext, stats: RequestStats) async throws -> Response {
     try authorize(request)
-    let req = try RequestDecoder.chat(try await body(request))
+    let req = try RequestDecoder.chat(try await body(request, context))
     let text = chatTemplate.render(req.messages, addGenerationPrompt: true)
     let prompt = engine.tokenizer.encode(text, addSpecialTokens: false)
     let job = try makeJob(prompt, req.parameters)
     let id = "chatcmpl-\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(24))"
     let model = req.parameters.model ?? options.modelName
-    let events = engine.submit(job)
+    let submission = engine.start(job)
+    let events = submission.events
     stats.set(prompt.count, 0)
     if !req.parameters.stream {
-      let (text, finish, p, c) = await GenerationEngine.collect(events)
+      let (text, finish, p, c) = await collect(submission)
       stats.set(p, c)
       return json(200, OpenAIShapes.chatCompletion(id: id, created: created, model: model, text: text, finish: finish,
                                                    promptTokens: p, completionTokens: c))
     }
     let includeUsage = req.parameters.includeUsageInStream
     let created = self.created
-    return stream(stats) { write in
+    return stream(stats, submission) { write in
       try await write(SSE.event(OpenAIShapes.chatChunk(id: id, created: created, model: model,
                                                        delta: ["role": "assistant", "content": ""], finish: nil)))
       for await event in events {
@@ -102,9 +121,9 @@ public final class OpenAIServer: Sendable {
     }
   }
 
-  func completions(_ request: Request, stats: RequestStats) async throws -> Response {
+  func completions(_ request: Request, _ context: ServeContext, stats: RequestStats) async throws -> Response {
     try authorize(request)
-    let req = try RequestDecoder.completion(try await body(request))
+    let req = try RequestDecoder.completion(try await body(request, context))
     let prompt: [Int]
     switch req.prompt {
     case .text(let s): prompt = engine.tokenizer.encode(s, addSpecialTokens: true)
@@ -117,17 +136,18 @@ public final class OpenAIServer: Sendable {
     let job = try makeJob(prompt, req.parameters)
     let id = "cmpl-\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(24))"
     let model = req.parameters.model ?? options.modelName
-    let events = engine.submit(job)
+    let submission = engine.start(job)
+    let events = submission.events
     stats.set(prompt.count, 0)
     let created = self.created
     if !req.parameters.stream {
-      let (text, finish, p, c) = await GenerationEngine.collect(events)
+      let (text, finish, p, c) = await collect(submission)
       stats.set(p, c)
       return json(200, OpenAIShapes.completion(id: id, created: created, model: model, text: text, finish: finish,
                                                usage: OpenAIShapes.usage(prompt: p, completion: c)))
     }
     let includeUsage = req.parameters.includeUsageInStream
-    return stream(stats) { write in
+    return stream(stats, submission) { write in
       for await event in events {
         switch event {
         case .text(let piece):
@@ -185,22 +205,48 @@ public final class OpenAIServer: Sendable {
     }
   }
 
+  /// A non-streamed job's events gathered; a cancelled request task (the server shutting down) ends the job.
+  func collect(_ submission: Submission) async -> (text: String, finish: FinishReason, promptTokens: Int, completionTokens: Int) {
+    await withTaskCancellationHandler { await GenerationEngine.collect(submission.events) } onCancel: { submission.cancel() }
+  }
+
   /// The request body, at most `maxBodyBytes`; a larger one is read to its end (so the client sees the
-  /// answer rather than a reset connection) and refused with 413.
-  func body(_ request: Request) async throws -> Data {
+  /// answer rather than a reset connection) and refused with 413. A body still arriving after
+  /// `bodyTimeout` seconds (a slow or stalled client) gets 408, and the connection's input is closed, so
+  /// the slow client holds nothing beyond that deadline.
+  func body(_ request: Request, _ context: ServeContext) async throws -> Data {
     let limit = options.maxBodyBytes
     if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > 64 * limit {
       throw tooLarge(declared)
     }
+    let race = BodyRace()
+    let channel = context.channel
+    let timeout = options.bodyTimeout
+    let timer = Task {
+      try await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
+      if race.timeOut() { channel.close(mode: .input, promise: nil) }
+    }
+    defer { timer.cancel() }
     var data = Data()
     var total = 0
-    for try await chunk in request.body {
-      total += chunk.readableBytes
-      if total <= limit { data.append(contentsOf: chunk.readableBytesView) }
-      if total > 64 * limit { break }
+    do {
+      for try await chunk in request.body {
+        total += chunk.readableBytes
+        if total <= limit { data.append(contentsOf: chunk.readableBytesView) }
+        if total > 64 * limit { break }
+      }
+    } catch {
+      if !race.arrived() { throw bodyTimedOut(total) }
+      throw error
     }
+    if !race.arrived() { throw bodyTimedOut(total) }
     if total > limit { throw tooLarge(total) }
     return data
+  }
+
+  func bodyTimedOut(_ received: Int) -> APIError {
+    APIError(status: 408, message: "The request body did not arrive within \(options.bodyTimeout) seconds (\(received) bytes "
+      + "received); the connection's input is closed (--body-timeout).", param: "body", code: "request_timeout")
   }
 
   func tooLarge(_ size: Int) -> APIError {
@@ -214,22 +260,28 @@ public final class OpenAIServer: Sendable {
     return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: buffer))
   }
 
-  /// An SSE response whose body `produce` writes event by event; ends with `data: [DONE]`.
-  func stream(_ stats: RequestStats, _ produce: @escaping @Sendable (_ write: (String) async throws -> Void) async throws -> Void) -> Response {
+  /// An SSE response whose body `produce` writes event by event; ends with `data: [DONE]`. A write that
+  /// fails (the client went away mid-stream) cancels the job, whose row then leaves the batch before the
+  /// next decoding step.
+  func stream(_ stats: RequestStats, _ submission: Submission,
+              _ produce: @escaping @Sendable (_ write: (String) async throws -> Void) async throws -> Void) -> Response {
     stats.streaming = true
     let body = ResponseBody { writer in
       defer { stats.finish() }
       do {
-        try await produce { text in
-          var b = ByteBuffer()
-          b.writeString(text)
-          try await writer.write(b)
-        }
+        try await withTaskCancellationHandler {
+          try await produce { text in
+            var b = ByteBuffer()
+            b.writeString(text)
+            try await writer.write(b)
+          }
+        } onCancel: { submission.cancel() }
         var b = ByteBuffer()
         b.writeString(SSE.done)
         try await writer.write(b)
         try await writer.finish(nil)
       } catch {
+        submission.cancel()
         stats.status = 499  // the client went away mid-stream
         throw error
       }
@@ -254,6 +306,17 @@ public final class OpenAIServer: Sendable {
     if !stats.streaming { stats.finish() }
     return response
   }
+}
+
+/// Whether a request body arrived before its deadline: the first of `arrived` and `timeOut` wins.
+final class BodyRace: @unchecked Sendable {
+  private let lock = NSLock()
+  private var outcome: Bool?
+
+  /// The body is complete; false when the deadline passed first.
+  func arrived() -> Bool { lock.withLock { if outcome == nil { outcome = true }; return outcome! } }
+  /// The deadline passed; false when the body was complete first.
+  func timeOut() -> Bool { lock.withLock { if outcome == nil { outcome = false }; return !outcome! } }
 }
 
 /// What the request log line needs; filled while the request runs.

@@ -48,18 +48,23 @@ public final class SafetensorsFile: @unchecked Sendable {
     let end: Int
   }
 
-  public init(url: URL) throws {
+  public convenience init(url: URL) throws {
+    let data: Data
+    do {
+      data = try Data(contentsOf: url, options: .alwaysMapped)
+    } catch {
+      throw SafetensorsError(path: url.relativePath, "cannot read the file: \(fileErrorReason(error))")
+    }
+    try self.init(data: data, url: url)
+  }
+
+  /// Reads a file already in memory; `url` names it in errors.
+  public init(data: Data, url: URL) throws {
     let path = url.relativePath
     func failure(_ message: String, tensor: String? = nil) -> SafetensorsError {
       SafetensorsError(path: path, tensor: tensor, message)
     }
 
-    let data: Data
-    do {
-      data = try Data(contentsOf: url, options: .alwaysMapped)
-    } catch {
-      throw failure("cannot read the file: \(fileErrorReason(error))")
-    }
     guard data.count >= 8 else {
       throw failure("file is \(data.count) bytes, too short to hold the 8-byte header length")
     }

@@ -119,12 +119,18 @@ struct ServeCommand: ParsableCommand {
   @Option(help: "Most requests decoded together.") var maxBatch = 8
   @Option(help: "Largest request body in bytes (larger: 413).") var maxBody = 1 << 20
   @Option(help: "max_tokens when a request gives none.") var defaultMaxTokens = 256
+  @Option(help: "Seconds a request body may take to arrive (slower: 408, and the connection's input is closed).")
+  var bodyTimeout = 15.0
+  @Option(help: "Seconds a connection may stay silent, between requests or mid-request, before it is closed.")
+  var idleTimeout = 30.0
 
   func validate() throws {
     guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535") }
     guard maxBatch >= 1 else { throw ValidationError("--max-batch must be ≥ 1") }
     guard maxBody >= 1 else { throw ValidationError("--max-body must be ≥ 1") }
     guard defaultMaxTokens >= 1 else { throw ValidationError("--default-max-tokens must be ≥ 1") }
+    guard bodyTimeout > 0 else { throw ValidationError("--body-timeout must be positive") }
+    guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
   }
 
   func run() throws {
@@ -136,6 +142,8 @@ struct ServeCommand: ParsableCommand {
     options.modelName = modelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
     options.maxBodyBytes = maxBody
     options.defaultMaxTokens = defaultMaxTokens
+    options.bodyTimeout = bodyTimeout
+    options.idleTimeout = idleTimeout
     let engine = GenerationEngine(model: loaded.model, tokenizer: loaded.tokenizer,
                                   stopTokens: completionStopTokens(model: loaded.model, tokenizer: loaded.tokenizer), maxBatch: maxBatch)
     let server = OpenAIServer(engine: engine, chatTemplate: chatTemplate(of: loaded.tokenizer), options: options)

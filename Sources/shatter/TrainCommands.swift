@@ -136,6 +136,8 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
   var config: String?
   @Option(help: "Data parallel (WORLD_SIZE > 1, as torchrun or `shatter launch` sets it): seconds to wait for the other ranks at start and at each collective before stopping with an error.")
   var distTimeout = 300.0
+  @Option(help: "Refuse to start when the memory plan printed before step 1 exceeds this (e.g. 8G, 512M; default: the memory the machine has available now).")
+  var maxMemory: String?
 
   func validate() throws {
     let checks: [(Bool, String)] = [
@@ -148,6 +150,9 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
     ]
     if let (_, message) = checks.first(where: { !$0.0 }) { throw ValidationError(message) }
     if let steps, steps <= 0 { throw ValidationError("--steps must be positive") }
+    if let maxMemory, MemoryPlan.parseSize(maxMemory) == nil {
+      throw ValidationError("--max-memory \(maxMemory): expected a size such as 8G, 512M or 1073741824")
+    }
     guard ["none", "tensorboard"].contains(reportTo) else { throw ValidationError("--report-to \(reportTo): expected tensorboard or none") }
   }
 
@@ -233,6 +238,7 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
     do { method = try M.make(try MethodArguments(parsing: methodFlags, options: M.options), setup) } catch let e as MethodOptionError {
       throw UserError(e.description)
     }
+    let plan = try checkMemory(model: model, method: method, setup: setup)
     let outURL = URL(fileURLWithPath: data.out)
     let dataURL = URL(fileURLWithPath: data.data), evalURL = data.evalData.map { URL(fileURLWithPath: $0) }
     // The data is read (and checked) before anything is written under --out.
@@ -263,17 +269,43 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
     progress.finish()
     guard trainer.isLeader else { return }
     try method.save(to: outURL, setup: setup)
-    report(summary, method: M.self, out: data.out, json: data.json)
+    report(summary, method: M.self, out: data.out, json: data.json, plan: plan)
+  }
+
+  /// The memory plan of this run, printed (rank 0) before anything is read or allocated for training; throws
+  /// when it exceeds --max-memory (default: what the machine has available now, plus what this process holds).
+  func checkMemory(model: any CausalLM, method: M, setup: MethodSetup) throws -> MemoryPlan {
+    let world = (try? DistributedEnvironment.current())?.worldSize ?? 1
+    let perRank = (optimization.trainerOptions.batchSize + world - 1) / world
+    let resident = ProcessMemory.resident ?? 0
+    let plan = MemoryPlan.training(model: model, extraTrainable: method.extraParameters.reduce(0) { $0 + $1.tensor.count },
+                                   sequences: perRank * M.sequencesPerExample, tokens: setup.maxLength, resident: resident)
+    let limit: Int?, source: String
+    if let text = optimization.maxMemory {
+      (limit, source) = (MemoryPlan.parseSize(text), "--max-memory \(text)")
+    } else {
+      (limit, source) = (ProcessMemory.available.map { $0 + resident }, "the memory available now; set --max-memory to override")
+    }
+    if (try? DistributedEnvironment.current())?.rank ?? 0 == 0 {
+      FileHandle.standardError.write(Data((plan.lines(limit: limit).joined(separator: "\n") + "\n").utf8))
+    }
+    if let limit { try plan.check(limit: limit, source: source) }
+    return plan
   }
 }
 
 /// The one summary object (`--json`) or line a training command prints.
-func report<M: MethodDefinition>(_ summary: TrainingSummary, method: M.Type, out: String, json: Bool) {
+func report<M: MethodDefinition>(_ summary: TrainingSummary, method: M.Type, out: String, json: Bool, plan: MemoryPlan? = nil) {
   if json {
     var object: [String: Any] = [
       "method": M.commandName, "steps": summary.steps, "final_loss": summary.finalLoss, "loss_history": summary.lossHistory,
       "tokens_per_second": summary.tokensPerSecond, "metrics": summary.metrics.filter { $0.value.isFinite },
     ]
+    if let plan {
+      // The estimate beside what the process really reached, so the plan can be checked run by run.
+      object["memory_plan"] = Dictionary(uniqueKeysWithValues: plan.terms.map { ($0.name.replacingOccurrences(of: " ", with: "_"), $0.bytes) } + [("total", plan.total)])
+      object["peak_resident_bytes"] = ProcessMemory.peakResident ?? 0
+    }
     for (metric, key) in M.summaryHistories { object[key] = summary.metricHistory.map { $0[metric] ?? .nan } }
     printJSON(object)
   } else {

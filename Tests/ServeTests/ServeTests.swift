@@ -115,10 +115,10 @@ func expectAPIError(_ param: String?, status: Int = 400, _ f: () throws -> Void)
   static let tokenizerDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("LMTests/Fixtures/tokenizers/qwen2")
 
-  static func engine(maxBatch: Int) throws -> GenerationEngine {
+  static func engine(maxBatch: Int, maxPositions: Int = 128) throws -> GenerationEngine {
     let tokenizer = try BPETokenizer(directory: tokenizerDir)
     let config = ModelConfig(family: .qwen2, vocabSize: tokenizer.vocabularySize, hiddenSize: 32, layers: 2, heads: 4, kvHeads: 2,
-                             maxPositions: 128)
+                             maxPositions: maxPositions)
     let model = Checkpoint.makeModel(config, generator: Generator(seed: 3))
     return GenerationEngine(model: model, tokenizer: tokenizer, stopTokens: [], maxBatch: maxBatch)
   }
@@ -179,6 +179,80 @@ func expectAPIError(_ param: String?, status: Int = 400, _ f: () throws -> Void)
     let (cut, finish, _) = await Self.run(engine, GenerationJob(prompt: [5, 6, 7], maxTokens: 12, stop: [ch]))
     #expect(finish == .stop)
     #expect(free.hasPrefix(cut) && !cut.contains(ch))
+    engine.shutdown()
+  }
+
+  /// A job far longer than any test waits for: tens of thousands of steps with a growing cache, so the worker
+  /// cannot finish it before a reader (however starved of CPU by tests beside it) gets to cancel it.
+  static let longJob = 60_000
+  static let longContext = 1 << 16
+
+  /// Waits (up to `seconds`) until the engine holds no row and no queued job.
+  static func waitIdle(_ engine: GenerationEngine, seconds: Double = 10) async throws -> EngineStats {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      let s = engine.stats
+      if s.running == 0 && s.queued == 0 { return s }
+      try await Task.sleep(nanoseconds: 5_000_000)
+    }
+    Issue.record("the engine still has rows after \(seconds) s: \(engine.stats)")
+    return engine.stats
+  }
+
+  /// A reader that cancels after two pieces ends its job at once: the row leaves the batch, the stream ends
+  /// with far fewer tokens than asked, and the job counts as cancelled, not completed.
+  @Test func cancelledJobLeavesTheBatch() async throws {
+    let engine = try Self.engine(maxBatch: 2, maxPositions: Self.longContext)
+    let submission = engine.start(GenerationJob(prompt: [5, 6, 7], maxTokens: Self.longJob))
+    var pieces = 0, finished: (FinishReason, Int)?
+    for await event in submission.events {
+      switch event {
+      case .text:
+        pieces += 1
+        if pieces == 2 { submission.cancel() }
+      case .finished(let r, _, let c): finished = (r, c)
+      }
+    }
+    let s = try await Self.waitIdle(engine)
+    let (reason, tokens) = try #require(finished)
+    #expect(reason == .stop && tokens < Self.longJob)
+    #expect(s.cancelled == 1 && s.completed == 0)
+    #expect(s.decodeSteps < Self.longJob)
+    // The engine still serves the next job in full.
+    let (_, finish, count) = await Self.run(engine, GenerationJob(prompt: [5, 6, 7], maxTokens: 6))
+    #expect(finish == .length && count == 6 && engine.stats.completed == 1)
+    engine.shutdown()
+  }
+
+  /// Dropping the event stream (a reader that went away without a word) cancels the job too.
+  @Test func droppedStreamCancelsItsJob() async throws {
+    let engine = try Self.engine(maxBatch: 2, maxPositions: Self.longContext)
+    do {
+      var it = engine.submit(GenerationJob(prompt: [5, 6, 7], maxTokens: Self.longJob)).makeAsyncIterator()
+      _ = await it.next()
+    }
+    let s = try await Self.waitIdle(engine)
+    #expect(s.cancelled == 1 && s.decodeSteps < Self.longJob)
+    engine.shutdown()
+  }
+
+  /// A queued job whose reader went away never takes a row: it is never prefilled, and the running row
+  /// beside it is unaffected.
+  @Test func cancelledQueuedJobNeverStarts() async throws {
+    let engine = try Self.engine(maxBatch: 1, maxPositions: Self.longContext)
+    let running = engine.start(GenerationJob(prompt: [5, 6, 7], maxTokens: Self.longJob))
+    var it = running.events.makeAsyncIterator()
+    _ = await it.next()  // the first job holds the only row
+    let queued = engine.start(GenerationJob(prompt: [8, 9], maxTokens: 10))
+    #expect(engine.stats.queued == 1 && engine.stats.running == 1)
+    queued.cancel()
+    var queuedEvents: [GenerationEvent] = []
+    for await e in queued.events { queuedEvents.append(e) }
+    #expect(queuedEvents == [.finished(.stop, promptTokens: 2, completionTokens: 0)])
+    #expect(engine.stats.prefills == 1 && engine.stats.running == 1)
+    running.cancel()
+    let s = try await Self.waitIdle(engine)
+    #expect(s.cancelled == 2 && s.prefills == 1 && s.completed == 0)
     engine.shutdown()
   }
 }

@@ -18,6 +18,8 @@ public enum ChoiceLoss {
 /// The choice likelihood as a trainer method, plus μ·SFT on the chosen completions.
 public final class ChoiceMethod: MethodDefinition {
   public static let commandName = "choice"
+  /// Two candidates at least (K-way data puts K through).
+  public static let sequencesPerExample = 2
   public static let abstract = "Fit the model's own likelihood to recorded K-way choices (METHODS §1.1)."
   public static let discussion = """
     P(pick y_i) = softmax_k(log π(y_k|x))[i]: the language model is the reward, so fitting the choices is the \

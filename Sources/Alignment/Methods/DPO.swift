@@ -44,6 +44,8 @@ public struct ReferencedPair: Sendable {
 /// DPO as a trainer method: chosen and rejected through one concatenated forward pass.
 public final class DPOMethod: MethodDefinition {
   public static let commandName = "dpo"
+  /// Chosen and rejected in one forward.
+  public static let sequencesPerExample = 2
   public static let abstract = "Direct Preference Optimisation against a frozen reference (METHODS §7)."
   public static let discussion = """
     Data: {"prompt","chosen","rejected"} lines. The reference is the starting model unless --reference names \

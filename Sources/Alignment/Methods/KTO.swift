@@ -46,7 +46,10 @@ public enum KTOData {
   /// one desirable and one undesirable row. Each row's mismatched partner is its prompt with the previous
   /// row's completion (the first row takes the last's), as TRL builds its KL dataset.
   public static func load(_ url: URL, tokenizer: any TextTokenizer, maxLength: Int) throws -> [(TokenSequence, Bool, [Int])] {
-    let file = try JSONLFile(url: url)
+    try load(JSONLFile(url: url), tokenizer: tokenizer, maxLength: maxLength)
+  }
+
+  public static func load(_ file: JSONLFile, tokenizer: any TextTokenizer, maxLength: Int) throws -> [(TokenSequence, Bool, [Int])] {
     var rows: [(sequence: TokenSequence, desirable: Bool, prompt: [Int])] = []
     for (line, obj) in file.records {
       let prompt = tokenizer.encode(try file.string("prompt", in: obj, line: line), addSpecialTokens: true)
@@ -65,7 +68,7 @@ public enum KTOData {
       }
       rows.append((try seq("completion"), n.boolValue, prompt))
     }
-    if rows.isEmpty { throw DataError("\(url.path): no examples") }
+    if rows.isEmpty { throw DataError("\(file.path): no examples") }
     return rows.map { ($0.sequence, $0.desirable, $0.prompt) }
   }
 

@@ -23,6 +23,8 @@ public enum ORPOLoss {
 /// concatenated forward pass, split by rows for the loss.
 public final class ORPOMethod: MethodDefinition {
   public static let commandName = "orpo"
+  /// Chosen and rejected in one forward.
+  public static let sequencesPerExample = 2
   public static let abstract = "Odds-ratio preference optimisation: SFT on chosen + λ·odds-ratio loss (METHODS §7)."
   public static let discussion = "Data: {\"prompt\",\"chosen\",\"rejected\"} lines. No reference model."
   public static let options: [MethodOption] = [.double("lambda", 0.1, "λ: weight of the odds-ratio term.")]

@@ -61,6 +61,8 @@ public final class RewardModel: Module {
 /// `--multi-view-batch` prompts drawn per micro-batch (from a seeded, checkpointed stream).
 public final class RewardModelMethod: MethodDefinition {
   public static let commandName = "rm"
+  /// Chosen and rejected.
+  public static let sequencesPerExample = 2
   public static let abstract = "Train a reward model (the LM plus a scalar head) with the Bradley–Terry loss; RLP-UML with --multi-view-data."
   public static let discussion = """
     Data: {"prompt","chosen","rejected"} lines. The head (score.weight) is saved as reward_head.safetensors beside \
