@@ -73,7 +73,7 @@ public struct ModelConfig: Sendable, Equatable {
   /// Checks the relations the model code relies on.
   public func validate(source: String = "config") throws {
     func need(_ ok: Bool, _ what: String) throws { if !ok { throw CheckpointError("\(source): \(what)") } }
-    try need(vocabSize > 0 && hiddenSize > 0 && layers > 0 && heads > 0 && maxPositions > 0,
+    try need(vocabSize > 0 && hiddenSize > 0 && layers > 0 && heads > 0 && maxPositions > 0 && intermediateSize > 0,
              "sizes must be positive")
     try need(hiddenSize % heads == 0, "hidden size \(hiddenSize) is not divisible by \(heads) attention heads")
     try need(kvHeads > 0 && heads % kvHeads == 0, "\(heads) attention heads are not a multiple of \(kvHeads) key/value heads")
@@ -138,7 +138,7 @@ extension ModelConfig {
                 tieEmbeddings: try r.optional("tie_word_embeddings") ?? (family == .qwen2 ? false : false),
                 qkvBias: family == .qwen2 ? true : (try r.optional("attention_bias") ?? false),
                 bosTokenId: bos, eosTokenIds: eos)
-      if let headDim: Int = try r.optional("head_dim"), headDim != hiddenSize / heads {
+      if let headDim: Int = try r.optional("head_dim"), heads > 0, headDim != hiddenSize / heads {
         throw CheckpointError("\(source): head_dim \(headDim) differs from hidden_size/num_attention_heads")
       }
     }

@@ -3,6 +3,9 @@ import Foundation
 /// A parsed `tokenizer.json`: every component checked and turned into the pieces `BPETokenizer` runs.
 /// Errors name the file, the key path and what was found.
 struct TokenizerSpec {
+  /// How far past the number of defined tokens the largest id may reach (real files leave small gaps, e.g.
+  /// reserved ids between the vocabulary and the added tokens).
+  static let idSlack = 1 << 16
   var model: BPEMergeModel
   var rawAddedTokens: AddedTokenMatcher
   var normalizedAddedTokens: AddedTokenMatcher
@@ -83,6 +86,13 @@ struct TokenizerSpec {
       }
     }
 
+    // Ids index a table as long as the largest id: one far beyond the entries is a malformed file, refused
+    // before that table is allocated for it (found by `make fuzz`).
+    let entries = vocabIds.count + added.count
+    guard maxId < entries + Self.idSlack else {
+      throw TokenizerError("\(file): token id \(maxId) is far beyond the \(entries) tokens the file defines "
+        + "(ids should run from 0 without gaps of more than \(Self.idSlack))")
+    }
     var tokens = [String?](repeating: nil, count: maxId + 1)
     for (token, id) in vocabIds { tokens[id] = token }
     var ids = vocabIds

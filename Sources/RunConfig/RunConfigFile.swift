@@ -10,23 +10,35 @@ public enum RunConfigFile {
     public init(description: String) { self.description = description }
   }
 
-  /// The flags of a config file's text, sorted by key; `path` names the file in errors.
+  /// The flags of a config file's text, sorted by key (a repeated key keeps its last value); `path` names
+  /// the file in errors.
+  ///
+  /// The file is composed into YAML nodes and read here, not through `Yams.load`: that constructor
+  /// force-unwraps a mapping key that is not a scalar (`? - a`) and traps (found by `make fuzz`).
   public static func flags(yaml text: String, path: String) throws -> [String] {
-    let node: Any?
-    do { node = try Yams.load(yaml: text) } catch {
+    let root: Node?
+    do { root = try Yams.compose(yaml: text) } catch {
       throw Problem(description: "\(path): not valid YAML (\(error))")
     }
-    guard let map = node as? [String: Any] else {
+    guard let mapping = root?.mapping else {
       throw Problem(description: "\(path): expected a mapping of option names to values")
     }
+    var values: [String: Node] = [:]
+    for (keyNode, value) in mapping {
+      guard let key = keyNode.scalar?.string else {
+        throw Problem(description: "\(path): line \(keyNode.mark?.line ?? 0): a key should be an option name, not a list or mapping")
+      }
+      values[key] = value
+    }
     var flags: [String] = []
-    for key in map.keys.sorted() {
+    for key in values.keys.sorted() {
       let name = "--" + key.replacingOccurrences(of: "_", with: "-")
-      switch map[key] {
-      case let b as Bool: if b { flags.append(name) }
-      case let n as Int: flags += [name, String(n)]
-      case let d as Double: flags += [name, String(d)]
-      case let s as String: flags += [name, s]
+      let value = values[key]!
+      switch Tag.Name(rawValue: value.tag.description) {
+      case Tag.Name.bool where value.bool != nil: if value.bool! { flags.append(name) }
+      case Tag.Name.int where value.int != nil: flags += [name, String(value.int!)]
+      case Tag.Name.float where value.float != nil: flags += [name, String(value.float!)]
+      case Tag.Name.str where value.scalar != nil: flags += [name, value.scalar!.string]
       default: throw Problem(description: "\(path): key '\(key)' should be a number, a string or a boolean")
       }
     }

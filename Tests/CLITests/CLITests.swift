@@ -197,6 +197,19 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
   #expect((r.json["loss_history"] as? [Double])?.count == 3)
   let bad = try shatter(["train", "sft", "--config", "/nonexistent.yaml"])
   #expect(bad.status != 0 && bad.stderr.contains("/nonexistent.yaml"))
+  // Found by `make fuzz` (run-config): a list as a mapping key trapped inside the YAML library's constructor.
+  let fuzzed = repoRoot.appendingPathComponent("Tests/CLITests/Fixtures/fuzz/non-scalar-key.yaml").path
+  let trap = try shatter(["train", "sft", "--config", fuzzed, "--data", data.path, "--out", out.path])
+  #expect(trap.status != 0 && trap.stderr.contains("non-scalar-key.yaml: key 'data'"), "\(trap.stderr)")
+  // Every scalar type still becomes its flag; null, lists and mappings name the key.
+  try Data("init: gpt2\nlayers: 1\nd_model: 16\nheads: 2\nsteps: 2\nlr: 1.5e-3\nschedule: 'constant'\njson: yes\n".utf8).write(to: cfg)
+  let typed = try shatter(["train", "sft", "--config", cfg.path, "--data", data.path, "--out", out.path])
+  #expect(typed.status == 0 && (typed.json["metrics"] as? [String: Double])?["learning_rate"] == 1.5e-3, "\(typed.stderr)")
+  for value in ["~", "[1, 2]", "{a: 1}"] {
+    try Data("steps: \(value)\n".utf8).write(to: cfg)
+    let r = try shatter(["train", "sft", "--config", cfg.path, "--data", data.path, "--out", out.path])
+    #expect(r.status != 0 && r.stderr.contains("key 'steps' should be a number, a string or a boolean"), "\(value): \(r.stderr)")
+  }
 }
 
 @Test func everyMethodTrainsFromTheCommandLineAndLowersItsLoss() throws {
