@@ -455,7 +455,8 @@ async def oversized(port, deadline, checks, args):
         conn = Connection(port)
         try:
             if i % 2 == 0:
-                body = b'{"prompt": "' + b"a" * (args.max_body + 1 - 13) + b'"}'
+                head, tail = b'{"prompt": "', b'"}'
+                body = head + b"a" * (args.max_body + 1 - len(head) - len(tail)) + tail
                 assert len(body) == args.max_body + 1
                 status, _, data = await asyncio.wait_for(conn.request("POST", "/v1/completions", raw=body), 60)
                 what = f"{len(body)} bytes sent"

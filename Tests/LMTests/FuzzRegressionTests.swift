@@ -44,3 +44,13 @@ enum FuzzFixtures {
     #expect("\(error)".contains("sizes must be positive"), "\(error)")
   }
 }
+
+/// config: an integer beyond what a Double holds exactly (`"n_embd": 3.3e37`) trapped converting to Int.
+@Test func anIntegerTooLargeForAnyModelIsRefusedByKey() throws {
+  do {
+    _ = try ModelConfig(json: try FuzzFixtures.data("models/fuzz/huge-integer.json"))
+    Issue.record("the fuzzer's config was accepted")
+  } catch {
+    #expect("\(error)".contains("should be an integer (at most 2^53"), "\(error)")
+  }
+}
