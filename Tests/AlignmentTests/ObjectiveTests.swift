@@ -334,3 +334,33 @@ final class PoisonedSFT: TrainingMethod {
   try FileManager.default.removeItem(at: dir.appendingPathComponent(RewardModel.headFile))
   #expect(throws: CheckpointError.self) { _ = try RewardModel.load(from: dir) }
 }
+
+// MARK: - the mixture-of-types choice likelihood
+
+/// P(pick k) = Σ_m w_m softmax(s_m)[k], by hand for two types; one type is the single Luce likelihood.
+@Test func mixtureChoiceLossMatchesItsDefinition() {
+  let s: [[Double]] = [[0.2, -1.0, 0.7], [1.5, 0.1, -0.4]]  // two types' scores of three candidates
+  let w = [0.3, 0.7]
+  func softmax(_ x: [Double]) -> [Double] { let e = x.map { exp($0) }; let z = e.reduce(0, +); return e.map { $0 / z } }
+  let expected = -log(w[0] * softmax(s[0])[2] + w[1] * softmax(s[1])[2])
+  let r = ChoiceLoss.compute(typeLogWeights: Tensor(w.map { log($0) }, shape: [1, 2]), scores: Tensor(s.flatMap { $0 }, shape: [1, 2, 3]),
+                             chosen: Tensor([2] as [Int64]))
+  #expect(abs(r.loss.item() - expected) < 1e-12)
+  let single = Tensor([-1.0, -2.5, -0.3, -4.0, -1.1, -0.9] as [Double], shape: [2, 3]), chosen = Tensor([2, 0] as [Int64])
+  let one = ChoiceLoss.compute(typeLogWeights: Tensor.zeros([2, 1], dtype: .float64), scores: single.unsqueezed(dim: 1), chosen: chosen)
+  let luce = -((log(softmax([-1.0, -2.5, -0.3])[2])) + log(softmax([-4.0, -1.1, -0.9])[0])) / 2
+  #expect(abs(one.loss.item() - luce) < 1e-12 && abs(ChoiceLoss.compute(scores: single, chosen: chosen).loss.item() - luce) < 1e-12)
+  // A masked candidate takes no probability under any type.
+  let masked = ChoiceLoss.logProbabilities(typeLogWeights: Tensor(w.map { log($0) }, shape: [1, 2]),
+                                           scores: Tensor(s.flatMap { $0 }, shape: [1, 2, 3]),
+                                           validMask: Tensor([1, 0, 1] as [Int64], shape: [1, 3]).ne(0)).exp().toArray(Double.self)
+  #expect(masked[1] == 0 && abs(masked[0] + masked[2] - 1) < 1e-12)
+}
+
+@Test func mixtureChoiceLossHasFiniteDifferenceGradients() {
+  let scores = Tensor([0.2, -1.0, 0.7, 1.5, 0.1, -0.4, -0.3, 0.9, 0.0, 2.0, -2.0, 0.5] as [Double], shape: [2, 2, 3])
+  let logits = Tensor([0.3, -0.2, 1.1, 0.4] as [Double], shape: [2, 2])
+  expectGradientsMatch([scores, logits]) {
+    ChoiceLoss.compute(typeLogWeights: $0[1].logSoftmax(dim: 1), scores: $0[0], chosen: Tensor([2, 0] as [Int64])).loss
+  }
+}

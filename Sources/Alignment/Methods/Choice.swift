@@ -6,12 +6,31 @@ import Torch
 public enum ChoiceLoss {
   /// - scores: [N,K] sequence log-likelihoods; chosen: [N] int64; validMask: [N,K] bool (nil: all valid).
   public static func compute(scores: Tensor, chosen: Tensor, validMask: Tensor? = nil) -> LossResult {
+    let n = scores.size(0)
+    return compute(typeLogWeights: Tensor.zeros([n, 1], dtype: wide(scores).dtype, device: scores.device),
+                   scores: scores.unsqueezed(dim: 1), chosen: chosen, validMask: validMask)
+  }
+
+  /// The choice likelihood of a population of M latent person types: each type picks by its own Luce rule
+  /// on its scores, and the pick's probability is their mixture,
+  /// P(pick k) = Σ_m w_m · softmax_k(s_m)[k], computed as logsumexp_m(log w_m + log_softmax_k(s_m)[k]).
+  /// With M = 1 it is the single Luce choice likelihood above. Fitted to K-way choices with K ≥ 3, its
+  /// optimum recovers the types (and so the population's own distribution, Σ_m w_m p_m), where a single
+  /// Luce fit of a mixture cannot (docs/INCLUSIVE.md).
+  /// - typeLogWeights: [N,M] log w_m (each row normalised); scores: [N,M,K]; chosen: [N]; validMask: [N,K].
+  public static func compute(typeLogWeights: Tensor, scores: Tensor, chosen: Tensor, validMask: Tensor? = nil) -> LossResult {
+    let logP = logProbabilities(typeLogWeights: typeLogWeights, scores: scores, validMask: validMask)
+    let picked = logP.gather(dim: 1, index: chosen.unsqueezed(dim: 1)).squeezed(dim: 1)
+    let loss = -picked.mean()
+    return LossResult(loss: loss, metrics: ["loss": loss, "accuracy": fraction(logP.argmax(dim: 1).eq(chosen)),
+                                            "chosen_probability_mean": picked.exp().mean()])
+  }
+
+  /// log P(pick k) [N,K] under the mixture of `compute(typeLogWeights:scores:chosen:validMask:)`.
+  public static func logProbabilities(typeLogWeights: Tensor, scores: Tensor, validMask: Tensor? = nil) -> Tensor {
     var s = wide(scores)
-    if let validMask { s = s.maskedFill(validMask.logicalNot(), -Double.infinity) }
-    let logP = s.logSoftmax(dim: 1).gather(dim: 1, index: chosen.unsqueezed(dim: 1)).squeezed(dim: 1)
-    let loss = -logP.mean()
-    return LossResult(loss: loss, metrics: ["loss": loss, "accuracy": fraction(s.argmax(dim: 1).eq(chosen)),
-                                            "chosen_probability_mean": logP.exp().mean()])
+    if let validMask { s = s.maskedFill(validMask.logicalNot().unsqueezed(dim: 1).expanded(to: s.shape), -Double.infinity) }
+    return (wide(typeLogWeights).to(s.dtype).unsqueezed(dim: 2) + s.logSoftmax(dim: 2)).logSumExp(dim: 1)
   }
 }
 
