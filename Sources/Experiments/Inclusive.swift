@@ -10,12 +10,25 @@ import Worlds
 /// Which epistemic head scores the model's features (METHODS §2).
 public enum EpistemicKind: String, Codable, Sendable, CaseIterable { case epinet, ensemble }
 
+/// How the model explains a person's choice (docs/INCLUSIVE.md).
+public enum ChoiceModelKind: String, Codable, Sendable, CaseIterable {
+  /// One Luce rule on log π_θ(y|x): misspecified for a population of several types.
+  case luce
+  /// A mixture of latent types: the response begins with a type token the model itself predicts, each type
+  /// picks by its own Luce rule on log π_θ(y|x, m), weighted by π_θ(m|x); the policy is the marginal
+  /// π_θ(y|x) = Σ_m π_θ(m|x) π_θ(y|x, m). Fitted to K ≥ 3-way choices its optimum is p*.
+  case mixture
+}
+
 public struct InclusiveConfig: Codable, Sendable, Equatable {
   /// The default world is small enough that a few hundred pairwise choices carry real information
   /// **(choice)**: 2 prompts, responses of 2 tokens over 4 symbols (16 per prompt), 3 types of sharpness
   /// 1.5. Larger response spaces or sharper types need many more queries, because a single Luce model
   /// fitted to a mixture of types is misspecified (see docs/INCLUSIVE.md).
   public var population = PopulationConfig(prompts: 2, vocabulary: 4, length: 2, sharpness: 1.5)
+  /// The choice model, and its number of latent types (mixture only).
+  public var choiceModel = ChoiceModelKind.luce
+  public var modelTypes = 3
   /// The small transformer that is at once policy, reward and transition function.
   public var layers = 2
   public var dModel = 32
@@ -53,6 +66,16 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
 
   public init() {}
 
+  /// The METHODS-size world (V = 8, L = 3: 512 responses per prompt, 4 prompts) with the well-specified fit:
+  /// a mixture of three types on three-way choices.
+  public static var methods: InclusiveConfig {
+    var c = InclusiveConfig()
+    c.population = PopulationConfig(prompts: 4, vocabulary: 8, length: 3, sharpness: 2.0)
+    c.population.candidates = 3
+    c.choiceModel = .mixture
+    return c
+  }
+
   public func validate() throws {
     try population.validate()
     func need(_ ok: Bool, _ what: String) throws { if !ok { throw ExperimentError("config: \(what)") } }
@@ -60,6 +83,7 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
     try need(candidates >= population.candidates, "candidates must be at least population.candidates")
     try need(seeds > 0 && indexSamples > 1 && !rules.isEmpty, "seeds, index_samples (>1) and rules must be non-empty")
     try need(layers > 0 && dModel > 0 && heads > 0 && dModel % heads == 0, "model sizes must be positive, d_model divisible by heads")
+    try need(modelTypes >= 1, "model_types must be at least 1")
   }
 }
 
@@ -83,54 +107,87 @@ public struct RunResult: Codable, Sendable {
 }
 
 /// The shared world and model plumbing of the experiment: token layout, the exact policy table, scores.
+///
+/// With the Luce choice model a sequence is the prompt token (V + x) then the response tokens. With the
+/// mixture, a type token (V + P + m) sits between them: the model predicts π(m|x) at the prompt and
+/// π(y|x, m) after the type token, and its policy is the marginal over m.
 struct InclusiveWorld {
   let population: DidacticPopulation
   let config: InclusiveConfig
-  /// All prompt+response sequences [P·R, L+1]: the prompt token (V + x) then the response tokens.
+  /// Latent types the model represents (1 for the Luce choice model).
+  let types: Int
+  /// All sequences [P·M·R, L+1+(M>1)], prompt-major, then type, then response.
   let allSequences: Tensor
 
   init(_ config: InclusiveConfig) throws {
     self.config = config
     population = try DidacticPopulation(config.population)
-    let (p, r) = (config.population.prompts, population.responseCount)
+    types = config.choiceModel == .mixture ? config.modelTypes : 1
+    let (p, r, v) = (config.population.prompts, population.responseCount, config.population.vocabulary)
     var ids: [Int64] = []
     for x in 0..<p {
-      for y in 0..<r { ids += [Int64(config.population.vocabulary + x)] + population.response(y).map { Int64($0) } }
+      for m in 0..<types {
+        for y in 0..<r {
+          ids += [Int64(v + x)] + (types > 1 ? [Int64(v + p + m)] : []) + population.response(y).map { Int64($0) }
+        }
+      }
     }
-    allSequences = Tensor(ids, shape: [p * r, config.population.length + 1])
+    allSequences = Tensor(ids, shape: [p * types * r, ids.count / (p * types * r)])
   }
 
   var vocabulary: Int { config.population.vocabulary }
+  /// Tokens before the response: the prompt, and the type token of a mixture.
+  var prefix: Int { types > 1 ? 2 : 1 }
 
   func makeModel(seed: UInt64) -> any CausalLM {
-    let mc = ModelConfig(family: .gpt2, vocabSize: vocabulary + config.population.prompts, hiddenSize: config.dModel,
-                         layers: config.layers, heads: config.heads, maxPositions: config.population.length + 1)
+    let extra = types > 1 ? types : 0
+    let mc = ModelConfig(family: .gpt2, vocabSize: vocabulary + config.population.prompts + extra, hiddenSize: config.dModel,
+                         layers: config.layers, heads: config.heads, maxPositions: config.population.length + prefix)
     return Checkpoint.makeModel(mc, generator: Generator(seed: seed))
   }
 
-  /// log π(y|x) for sequences [N, L+1], with the next-token distribution restricted to response tokens
-  /// **(choice)** so that π sums to one over the enumerable response space; and the features φ = final
-  /// hidden state at the last token [N, D].
-  func score(_ model: any CausalLM, _ sequences: Tensor) -> (logProbs: Tensor, features: Tensor) {
-    let l = config.population.length
-    let (logits, hidden) = model.forward(sequences, positions: Tensor.arange(Double(l + 1)).unsqueezed(dim: 0)
-      .expanded(to: [sequences.size(0), l + 1]), attentionBias: nil, cache: nil)
-    let responseLogits = logits.narrow(dim: 1, start: 0, length: l).narrow(dim: 2, start: 0, length: vocabulary)
-    let targets = sequences.narrow(dim: 1, start: 1, length: l)
+  /// For sequences [N, prefix+L]: log π(y|x, m) (log π(y|x) for Luce) with the next-token distribution
+  /// restricted to response tokens **(choice)**, so that it sums to one over the enumerable response
+  /// space; log π(m|x) restricted to the type tokens (zeros for Luce); and the features φ = final hidden
+  /// state at the last token [N, D].
+  func score(_ model: any CausalLM, _ sequences: Tensor) -> (logProbs: Tensor, typeLogProbs: Tensor, features: Tensor) {
+    let l = config.population.length, n = sequences.size(0), width = l + prefix
+    let (logits, hidden) = model.forward(sequences, positions: Tensor.arange(Double(width)).unsqueezed(dim: 0)
+      .expanded(to: [n, width]), attentionBias: nil, cache: nil)
+    let responseLogits = logits.narrow(dim: 1, start: prefix - 1, length: l).narrow(dim: 2, start: 0, length: vocabulary)
+    let targets = sequences.narrow(dim: 1, start: prefix, length: l)
     let lp = responseLogits.logSoftmax(dim: -1).gather(dim: 2, index: targets.unsqueezed(dim: -1)).squeezed(dim: -1).sum(dim: 1)
-    return (lp, hidden.select(dim: 1, index: l))
+    var typeLP = Tensor.zeros([n], dtype: lp.dtype)
+    if types > 1 {
+      let first = vocabulary + config.population.prompts
+      let typeLogits = logits.select(dim: 1, index: 0).narrow(dim: 1, start: first, length: types).logSoftmax(dim: -1)
+      typeLP = typeLogits.gather(dim: 1, index: (sequences.select(dim: 1, index: 1) - Double(first)).unsqueezed(dim: -1))
+        .squeezed(dim: -1)
+    }
+    return (lp, typeLP, hidden.select(dim: 1, index: width - 1))
+  }
+
+  /// Every sequence scored: per-type log π(y|x, m) [P, M, R], log π(m|x) [P, M], the policy's marginal
+  /// log π(y|x) [P, R], and the features averaged over types [P·R, D] (what the epistemic head reads).
+  func tables(_ model: any CausalLM) -> (perType: Tensor, typeLog: Tensor, marginal: Tensor, features: Tensor) {
+    let (p, r) = (config.population.prompts, population.responseCount)
+    let (lp, typeLP, phi) = score(model, allSequences)
+    let perType = lp.reshaped([p, types, r])
+    let typeLog = typeLP.reshaped([p, types, r]).select(dim: 2, index: 0)
+    let marginal = types > 1 ? (perType + typeLog.unsqueezed(dim: 2)).logSumExp(dim: 1) : perType.select(dim: 1, index: 0)
+    let features = phi.reshaped([p, types, r, -1]).mean(dim: 1).reshaped([p * r, -1])
+    return (perType, typeLog, marginal, features)
   }
 
   /// The exact policy table log π(·|x) [P, R].
-  func policyTable(_ model: any CausalLM) -> Tensor {
-    score(model, allSequences).logProbs.reshaped([config.population.prompts, population.responseCount])
-  }
+  func policyTable(_ model: any CausalLM) -> Tensor { tables(model).marginal }
 
   func meanKL(_ logTable: Tensor) -> Double {
     population.meanKL(model: (0..<config.population.prompts).map { logTable[$0].exp().toArray(Double.self) })
   }
 
-  /// Pre-trains on the prior p_0 by minimising the exact expected negative log-likelihood.
+  /// Pre-trains on the prior p_0 by minimising the exact expected negative log-likelihood of the policy
+  /// (for a mixture, of its marginal: the types stay free to differ).
   func pretrain(_ model: any CausalLM) {
     let p0 = Tensor((0..<config.population.prompts).flatMap { population.prior(prompt: $0).map { Float($0) } },
                     shape: [config.population.prompts, population.responseCount])
@@ -157,11 +214,16 @@ struct Query {
 public final class InclusiveExperiment {
   public let config: InclusiveConfig
   let world: InclusiveWorld
+  /// The classic pipeline's world: one Luce rule, whatever the choice model of the rules.
+  let baselineWorld: InclusiveWorld
 
   public init(config: InclusiveConfig) throws {
     try config.validate()
     self.config = config
     world = try InclusiveWorld(config)
+    var luce = config
+    luce.choiceModel = .luce
+    baselineWorld = config.choiceModel == .luce ? world : try InclusiveWorld(luce)
   }
 
   /// Population choices on uniformly drawn candidate sets, for the held-out log-loss.
@@ -197,22 +259,30 @@ public final class InclusiveExperiment {
       : Epinet(features: config.dModel, priorScale: config.priorScale, generator: g)
   }
 
-  /// Index of (prompt, response) in the flattened table of all sequences.
-  func flatIndex(_ q: Query) -> [Int64] { q.shown.map { Int64(q.prompt * world.population.responseCount + $0) } }
-
   /// −mean log P(choice) over index samples plus the prior term μ/n · KL(π_pre ‖ π) of the implied
-  /// policy `table` [P, R] (log-probabilities), where `scores` [Z, P·R] are the per-index scores of every
-  /// sequence. Every query's candidates are sequences of the enumerable table, so one forward pass over
-  /// the table scores all of them at once.
-  func feedbackLoss(scores: Tensor, table: Tensor, preTable: Tensor, queries: [Query]) -> Tensor {
-    let k = config.population.candidates, z = scores.size(0)
-    let index = Tensor(queries.flatMap(flatIndex))
-    let shown = scores.indexSelect(dim: 1, index: index).reshaped([z * queries.count, k])
-    let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, queries.count]).reshaped([-1])
-    var loss = ChoiceLoss.compute(scores: shown, chosen: chosen).loss
+  /// policy `table` [P, R] (log-probabilities), where `scores` [Z, P·M·R] are the per-index scores of every
+  /// sequence (M types, prompt-major) and `typeLog` [P, M] the types' log-weights (nil: one type, the
+  /// single Luce rule). Every query's candidates are sequences of the enumerable table, so one forward pass
+  /// over the table scores all of them at once.
+  func feedbackLoss(scores: Tensor, typeLog: Tensor? = nil, table: Tensor, preTable: Tensor, queries: [Query]) -> Tensor {
+    let k = config.population.candidates, z = scores.size(0), n = queries.count
+    let r = world.population.responseCount, types = typeLog?.size(1) ?? 1
+    let index = Tensor(queries.flatMap { q in
+      (0..<types).flatMap { m in q.shown.map { Int64((q.prompt * types + m) * r + $0) } }
+    })
+    let shown = scores.indexSelect(dim: 1, index: index).reshaped([z * n, types, k])
+    let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, n]).reshaped([-1])
+    var loss: Tensor
+    if let typeLog {
+      let logW = typeLog.indexSelect(dim: 0, index: Tensor(queries.map { Int64($0.prompt) })).unsqueezed(dim: 0)
+        .expanded(to: [z, n, types]).reshaped([z * n, types])
+      loss = ChoiceLoss.compute(typeLogWeights: logW, scores: shown, chosen: chosen).loss
+    } else {
+      loss = ChoiceLoss.compute(scores: shown.squeezed(dim: 1), chosen: chosen).loss
+    }
     if config.priorStrength > 0 {
       let kl = (preTable.exp() * (preTable - table)).sum(dim: 1).mean()
-      loss = loss + kl * (config.priorStrength / Double(queries.count))
+      loss = loss + kl * (config.priorStrength / Double(n))
     }
     return loss
   }
@@ -247,17 +317,13 @@ public final class InclusiveExperiment {
     let gen = Generator(seed: s &+ 0x5A)
     var rng = SplitMix64(seed: s &* 7919 &+ UInt64(SelectionRule.allCases.firstIndex(of: rule)!))
     let held = heldOut(seed: s)
-    let (p, r) = (config.population.prompts, world.population.responseCount)
+    let (p, r, types) = (config.population.prompts, world.population.responseCount, world.types)
     var queries: [Query] = []
-    func scoreTable() -> (table: Tensor, features: Tensor) {
-      let (lp, phi) = world.score(model, world.allSequences)
-      return (lp.reshaped([p, r]), phi)
-    }
-    let preTable = withoutGradients { scoreTable().table }
+    let preTable = withoutGradients { world.policyTable(model) }
     var curve = [CurvePoint(queries: 0, kl: world.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     for _ in 0..<(config.budget / config.batchSize) {
       // Ask a batch of questions chosen by the rule among samples of the current policy.
-      let (table, phi) = withoutGradients { scoreTable() }
+      let (table, phi) = withoutGradients { let t = world.tables(model); return (t.marginal, t.features) }
       let probs = table.exp()
       for _ in 0..<config.batchSize {
         let x = Int(rng.next() % UInt64(p))
@@ -272,16 +338,19 @@ public final class InclusiveExperiment {
         let picked = QuerySelection.select(rule, samples: samples, k: config.population.candidates, rng: &rng)
         queries.append(ask(x, picked.map { candidates[$0] }, rng: &rng))
       }
-      // Fit the model's own likelihood (plus the head's perturbation) to every choice so far.
+      // Fit the model's own likelihood (plus the head's perturbation, the same for every type of a response)
+      // to every choice so far.
       try fit(opt, queries: queries.count) {
-        let (table, phi) = scoreTable()
+        let t = world.tables(model)
         let z = head.sampleIndices(config.indexSamples, generator: gen)
-        let scores = table.reshaped([1, p * r]) + head.perturbation(features: phi, indices: z)
-        var loss = feedbackLoss(scores: scores, table: table, preTable: preTable, queries: queries)
+        let perturbation = head.perturbation(features: t.features, indices: z).reshaped([-1, p, 1, r])
+        let scores = (t.perType.unsqueezed(dim: 0) + perturbation).reshaped([-1, p * types * r])
+        var loss = feedbackLoss(scores: scores, typeLog: types > 1 ? t.typeLog : nil, table: t.marginal, preTable: preTable,
+                                queries: queries)
         if let reg = head.regularizer(dataSize: queries.count) { loss = loss + reg }
         return loss
       }
-      let after = withoutGradients { scoreTable().table }
+      let after = withoutGradients { world.policyTable(model) }
       curve.append(CurvePoint(queries: queries.count, kl: world.meanKL(after), heldOutLogLoss: logLoss(after, held)))
     }
     return RunResult(rule: rule.rawValue, seed: seed, curve: curve)
@@ -292,12 +361,12 @@ public final class InclusiveExperiment {
   /// the choice loss and the same prior term on the policy it implies, then the exact KL-regularised
   /// policy update π(y|x) ∝ π_pre(y|x)·exp(r(x, y)/β) over the enumerable response space.
   public func runBaseline(seed: Int, pretrained: [String: Tensor]) throws -> RunResult {
-    let s = UInt64(seed)
-    let policy = world.makeModel(seed: s)
+    let s = UInt64(seed), bw = baselineWorld
+    let policy = bw.makeModel(seed: s)
     try policy.load(stateDict: pretrained)
-    let (p, r) = (config.population.prompts, world.population.responseCount)
-    let preTable = withoutGradients { world.policyTable(policy) }
-    let rmLM = world.makeModel(seed: s)
+    let (p, r) = (config.population.prompts, bw.population.responseCount)
+    let preTable = withoutGradients { bw.policyTable(policy) }
+    let rmLM = bw.makeModel(seed: s)
     try rmLM.load(stateDict: pretrained)
     let rm = RewardModel(lm: rmLM)
     withoutGradients { rm.score.weight.zero_() }
@@ -307,9 +376,9 @@ public final class InclusiveExperiment {
     var rng = SplitMix64(seed: s &* 7919)
     let held = heldOut(seed: s)
     var queries: [Query] = []
-    func rewards() -> Tensor { rm.score(world.score(rmLM, world.allSequences).features).reshaped([1, p * r]) }
+    func rewards() -> Tensor { rm.score(bw.score(rmLM, bw.allSequences).features).reshaped([1, p * r]) }
     func updatedPolicy(_ rewards: Tensor) -> Tensor { (preTable + rewards.reshaped([p, r]) / config.baselineBeta).logSoftmax(dim: 1) }
-    var curve = [CurvePoint(queries: 0, kl: world.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
+    var curve = [CurvePoint(queries: 0, kl: bw.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     let probs = preTable.exp()
     for _ in 0..<(config.budget / config.batchSize) {
       for _ in 0..<config.batchSize {
@@ -322,7 +391,7 @@ public final class InclusiveExperiment {
         return feedbackLoss(scores: r, table: updatedPolicy(r), preTable: preTable, queries: queries)
       }
       let table = withoutGradients { updatedPolicy(rewards()) }
-      curve.append(CurvePoint(queries: queries.count, kl: world.meanKL(table), heldOutLogLoss: logLoss(table, held)))
+      curve.append(CurvePoint(queries: queries.count, kl: bw.meanKL(table), heldOutLogLoss: logLoss(table, held)))
     }
     return RunResult(rule: "baseline_rm_policy", seed: seed, curve: curve)
   }
@@ -334,12 +403,17 @@ public final class InclusiveExperiment {
     return world.meanKL(withoutGradients { world.policyTable(model) })
   }
 
-  /// The pre-trained weights (pre-training on p_0 is shared by every rule and seed).
-  public func pretrained(seed: Int) -> [String: Tensor] {
-    let model = world.makeModel(seed: UInt64(seed))
-    world.pretrain(model)
+  /// The pre-trained weights (pre-training on p_0 is shared by every rule and seed); `baseline`: those of the
+  /// classic pipeline's single-Luce layout, which differs from the rules' when they fit a mixture.
+  public func pretrained(seed: Int, baseline: Bool = false) -> [String: Tensor] {
+    let w = baseline ? baselineWorld : world
+    let model = w.makeModel(seed: UInt64(seed))
+    w.pretrain(model)
     return model.stateDict().mapValues { $0.detached().clone() }
   }
+
+  /// Whether the classic pipeline needs pre-trained weights of its own (the rules fit a mixture).
+  public var baselineHasOwnLayout: Bool { world.types != baselineWorld.types }
 
   public var priorKL: Double {
     let m = (0..<config.population.prompts).map { world.population.prior(prompt: $0) }

@@ -60,6 +60,15 @@ public enum InclusiveRunner {
       progress(String(format: "pre-trained on p_0 (KL(p*‖π_pre) %.4f)", try experiment.meanKL(w)))
       return w
     }()
+    let baselineWeights = !experiment.baselineHasOwnLayout ? weights : try {
+      let file = runs.appendingPathComponent("pretrained-baseline.safetensors")
+      if let w = try? Safetensors.load(file) { return w }
+      Torch.threads = ProcessInfo.processInfo.activeProcessorCount
+      let w = experiment.pretrained(seed: 0, baseline: true)
+      Torch.threads = 1
+      try Safetensors.save(w, to: file)
+      return w
+    }()
     let jobs: [(rule: SelectionRule?, seed: Int)] = seeds.flatMap { s in config.rules.map { ($0, s) } + [(nil, s)] }
     let results = Locked([RunResult]())
     let failure = Locked<Error?>(nil)
@@ -74,7 +83,7 @@ public enum InclusiveRunner {
       }
       do {
         let r = try rule.map { try experiment.run(rule: $0, seed: seed, pretrained: weights) }
-          ?? experiment.runBaseline(seed: seed, pretrained: weights)
+          ?? experiment.runBaseline(seed: seed, pretrained: baselineWeights)
         try JSONEncoder().encode(r).write(to: file, options: .atomic)
         results.mutate { $0.append(r) }
         progress(String(format: "%@: KL %.4f → %.4f", name, r.curve.first!.kl, r.curve.last!.kl))

@@ -14,7 +14,8 @@ public enum RunConfigFile {
   /// the file in errors.
   ///
   /// The file is composed into YAML nodes and read here, not through `Yams.load`: that constructor
-  /// force-unwraps a mapping key that is not a scalar (`? - a`) and traps (found by `make fuzz`).
+  /// force-unwraps a mapping key that is not a scalar (`? - a`) and traps (found by `make fuzz`), and only
+  /// the boolean constructor is used on values.
   public static func flags(yaml text: String, path: String) throws -> [String] {
     let root: Node?
     do { root = try Yams.compose(yaml: text) } catch {
@@ -34,11 +35,15 @@ public enum RunConfigFile {
     for key in values.keys.sorted() {
       let name = "--" + key.replacingOccurrences(of: "_", with: "-")
       let value = values[key]!
-      switch Tag.Name(rawValue: value.tag.description) {
-      case Tag.Name.bool where value.bool != nil: if value.bool! { flags.append(name) }
-      case Tag.Name.int where value.int != nil: flags += [name, String(value.int!)]
-      case Tag.Name.float where value.float != nil: flags += [name, String(value.float!)]
-      case Tag.Name.str where value.scalar != nil: flags += [name, value.scalar!.string]
+      // Numbers pass as the text that was written, for the option's own parser to read and, if it must,
+      // refuse naming the flag: Yams' integer constructor traps on an overflowing base-60 value such as
+      // `666666:6` (found by `make fuzz`). Digit separators (`1_000`) are dropped from decimal integers.
+      switch (Tag.Name(rawValue: value.tag.description), value.scalar?.string) {
+      case (Tag.Name.bool, _) where value.bool != nil: if value.bool! { flags.append(name) }
+      case (Tag.Name.int, let text?):
+        let plain = text.replacingOccurrences(of: "_", with: "")
+        flags += [name, Int(plain) != nil ? plain : text]
+      case (Tag.Name.float, let text?), (Tag.Name.str, let text?): flags += [name, text]
       default: throw Problem(description: "\(path): key '\(key)' should be a number, a string or a boolean")
       }
     }

@@ -27,6 +27,8 @@ func runExperiment<S: Encodable>(json: Bool, out: String, _ run: () throws -> S,
   }
 }
 
+extension ChoiceModelKind: ExpressibleByArgument {}
+
 /// Every flag's default is `InclusiveConfig`'s own (shown by --help), so the defaults live in one place.
 struct InclusiveCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -43,16 +45,21 @@ struct InclusiveCommand: ParsableCommand {
   static let d = InclusiveConfig()
 
   @Option(help: "Directory for the runs and the report.") var out = "out/inclusive"
-  @Option(help: "Prompts of the didactic population.") var prompts = d.population.prompts
-  @Option(help: "Symbols per response position, V.") var vocabulary = d.population.vocabulary
-  @Option(help: "Tokens per response, L; the response space has V^L elements.") var length = d.population.length
+  @Option(help: "World and fit together: default (2 prompts, V 4, L 2, K 2, one Luce rule) or methods (METHODS' size: 4 prompts, V 8, L 3, sharpness 2, K 3, a mixture of latent types); the flags below override it.")
+  var preset = "default"
+  @Option(help: "Prompts of the didactic population (default: the preset's).") var prompts: Int?
+  @Option(help: "Symbols per response position, V (default: the preset's).") var vocabulary: Int?
+  @Option(help: "Tokens per response, L; the response space has V^L elements (default: the preset's).") var length: Int?
   @Option(help: "Comma-separated weights of the person types, one per type.")
   var weights = d.population.weights.map { String(describing: $0) }.joined(separator: ",")
-  @Option(help: "How peaked each type's preferences are.") var sharpness = d.population.sharpness
+  @Option(help: "How peaked each type's preferences are (default: the preset's).") var sharpness: Double?
   @Option(help: "Share of the majority type in the pre-training prior p_0, the rest uniform.") var priorMix = d.population.priorMix
   @Option(help: "Seed of the population itself: where each type's preferences are centred (--seeds are the runs' seeds).")
   var worldSeed = d.population.seed
-  @Option(help: "K, responses shown per query.") var shown = d.population.candidates
+  @Option(help: "K, responses shown per query (default: the preset's).") var shown: Int?
+  @Option(help: "The choice model: luce (one Luce rule on log π) or mixture (latent person types the model predicts; its policy is their marginal). Default: the preset's.")
+  var choiceModel: ChoiceModelKind?
+  @Option(help: "Latent types of the mixture choice model.") var modelTypes = d.modelTypes
   @Option(help: "Seeds per rule (fewer make the queries-to-target comparison mostly noise).") var seeds = CELConfig.defaultSeeds
   @Option(help: "Queries per run.") var budget = d.budget
   @Option(help: "Queries between model updates.") var batchSize = d.batchSize
@@ -73,13 +80,20 @@ struct InclusiveCommand: ParsableCommand {
   @Flag(help: "Print summary.json's content as one JSON object on stdout (progress goes to stderr).") var json = false
 
   func run() throws {
-    var c = InclusiveConfig()
+    var c: InclusiveConfig
+    switch preset {
+    case "default": c = InclusiveConfig()
+    case "methods": c = InclusiveConfig.methods
+    default: throw UserError("--preset \(preset): expected default or methods")
+    }
     c.seeds = seeds; c.budget = budget; c.batchSize = batchSize; c.candidates = candidates; c.epistemic = epistemic
     c.indexSamples = indexSamples; c.priorScale = priorScale; c.updateSteps = updateSteps; c.learningRate = learningRate
     c.priorStrength = priorStrength; c.pretrainSteps = pretrainSteps; c.baselineBeta = baselineBeta; c.layers = layers
-    c.population.prompts = prompts; c.population.vocabulary = vocabulary; c.population.length = length
-    c.population.sharpness = sharpness; c.population.priorMix = priorMix; c.population.seed = worldSeed
-    c.population.candidates = shown
+    c.population.prompts = prompts ?? c.population.prompts; c.population.vocabulary = vocabulary ?? c.population.vocabulary
+    c.population.length = length ?? c.population.length; c.population.sharpness = sharpness ?? c.population.sharpness
+    c.population.priorMix = priorMix; c.population.seed = worldSeed
+    c.population.candidates = shown ?? c.population.candidates
+    c.choiceModel = choiceModel ?? c.choiceModel; c.modelTypes = modelTypes
     c.population.weights = try weights.split(separator: ",").map {
       guard let w = Double($0.trimmingCharacters(in: .whitespaces)) else { throw UserError("--weights: '\($0)' is not a number") }
       return w

@@ -201,6 +201,10 @@ func expectSameWeights(_ a: URL, _ b: URL, _ what: String, sourceLocation: Sourc
   let fuzzed = repoRoot.appendingPathComponent("Tests/CLITests/Fixtures/fuzz/non-scalar-key.yaml").path
   let trap = try shatter(["train", "sft", "--config", fuzzed, "--data", data.path, "--out", out.path])
   #expect(trap.status != 0 && trap.stderr.contains("non-scalar-key.yaml: key 'data'"), "\(trap.stderr)")
+  // Found by `make fuzz` (run-config): an overflowing base-60 integer (`666666:6`) trapped in the YAML library.
+  let sexagesimal = repoRoot.appendingPathComponent("Tests/CLITests/Fixtures/fuzz/sexagesimal-overflow.yaml").path
+  let overflow = try shatter(["train", "sft", "--config", sexagesimal, "--data", data.path, "--out", out.path])
+  #expect(overflow.status != 0 && overflow.stderr.contains("Error"), "\(overflow.stderr)")
   // Every scalar type still becomes its flag; null, lists and mappings name the key.
   try Data("init: gpt2\nlayers: 1\nd_model: 16\nheads: 2\nsteps: 2\nlr: 1.5e-3\nschedule: 'constant'\njson: yes\n".utf8).write(to: cfg)
   let typed = try shatter(["train", "sft", "--config", cfg.path, "--data", data.path, "--out", out.path])
