@@ -198,6 +198,8 @@ def lora_memory():
     common = ["train", "sft", "--steps", "4", "--batch-size", "8", "--json"]
     smol = ["--model", MODEL, "--data", data]
     print("\nTraining memory (float32), SFT batch 8, 4 steps: peak RSS of the whole process against the memory plan")
+    print("(the plan assumes every sequence fills --seq-len: an upper bound for the first two rows' short chat"
+          " examples, exact for the rows of 128-token sequences)")
     print(f"{'':44} {'peak RSS MiB':>13} {'plan MiB':>9} {'plan/RSS':>9} {'trained params':>15} {'tokens/s':>9}")
     rows = []
     runs = (("SmolLM2-135M full fine-tuning", smol),
@@ -210,7 +212,7 @@ def lora_memory():
         rows.append(mib)
         plan = summary["memory_plan"]["total"] / 2**20
         # The run's own note: "sft: N examples, P parameters (T trained), S steps".
-        note = next(l for l in log.splitlines() if " parameters" in l)
+        note = next(l for l in log.splitlines() if re.search(r"\d+ parameters", l))
         counts = re.findall(r"(\d+) parameters(?: \((\d+) trained\))?", note)[0]
         trained = f"{int(counts[1] or counts[0]) / 1e6:.2f}M"
         print(f"{label:44} {mib:13.0f} {plan:9.0f} {plan / mib:8.2f}x {trained:>15} {summary['tokens_per_second']:9.0f}")

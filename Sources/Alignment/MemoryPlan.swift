@@ -21,7 +21,9 @@ public struct MemoryPlan: Sendable {
 
   /// The plan of training `model` (its trainable parameters plus `extraTrainable` numbers of a head the
   /// method owns) on micro-batches of `sequences` sequences of `tokens` tokens each, in a process whose
-  /// resident memory is now `resident` bytes (which already holds the weights).
+  /// resident memory is now `resident` bytes (which already holds the weights). The plan is made before the
+  /// data is read, so `tokens` is the most a sequence may hold (`--seq-len`): data shorter than that pads
+  /// each micro-batch only to its longest sequence and needs less.
   ///
   /// The peak is reached at the start of a backward pass: weights, gradients, AdamW's m and v (plus the
   /// one temporary of their size its update makes, `v.sqrt()`), and every tensor the forward pass saved.
