@@ -96,6 +96,27 @@ import Torch
     }
   }
 
+  /// The mixture choice model end to end on three-way choices: pre-training fits the marginal policy to the
+  /// prior, passive choices move it towards the population, and the classic pipeline (on its own single-Luce
+  /// layout and weights) runs beside it.
+  @Test func theMixtureChoiceModelRunsAndLearnsFromThreeWayChoices() throws {
+    var c = Self.small
+    c.choiceModel = .mixture
+    c.population.candidates = 3
+    c.seeds = 1
+    c.budget = 40
+    c.pretrainSteps = 150
+    c.rules = [.passive]
+    let out = Self.tempDir()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let summary = try InclusiveRunner.run(c, out: out)
+    #expect(abs(summary.pretrainedKL - summary.priorKL) < 0.15)
+    let passive = try #require(summary.rules["passive"])
+    #expect(passive.finalKL < summary.pretrainedKL, "passive \(passive.finalKL), pre-trained \(summary.pretrainedKL)")
+    #expect(summary.baseline.finalKL.isFinite)
+    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("runs/pretrained-baseline.safetensors").path))
+  }
+
   @Test func badConfigurationsAreRefusedWithTheirName() {
     var c = InclusiveConfig()
     c.budget = 50
