@@ -51,24 +51,20 @@ public enum InclusiveRunner {
     // Pre-train once (every rule and seed starts from the same model), then run every job on its own thread.
     Torch.threads = 1
     let seeds = Array(0..<config.seeds)
-    let file = runs.appendingPathComponent("pretrained.safetensors")
-    let weights = try (try? Safetensors.load(file)) ?? {
+    /// Pre-trained weights kept under runs/ as `name`, made (on every core) the first time.
+    func pretrained(_ name: String, baseline: Bool) throws -> (weights: [String: Tensor], made: Bool) {
+      let file = runs.appendingPathComponent(name)
+      if let w = try? Safetensors.load(file) { return (w, false) }
       Torch.threads = ProcessInfo.processInfo.activeProcessorCount
-      let w = experiment.pretrained(seed: 0)
+      let w = experiment.pretrained(seed: 0, baseline: baseline)
       Torch.threads = 1
       try Safetensors.save(w, to: file)
-      progress(String(format: "pre-trained on p_0 (KL(p*‖π_pre) %.4f)", try experiment.meanKL(w)))
-      return w
-    }()
-    let baselineWeights = !experiment.baselineHasOwnLayout ? weights : try {
-      let file = runs.appendingPathComponent("pretrained-baseline.safetensors")
-      if let w = try? Safetensors.load(file) { return w }
-      Torch.threads = ProcessInfo.processInfo.activeProcessorCount
-      let w = experiment.pretrained(seed: 0, baseline: true)
-      Torch.threads = 1
-      try Safetensors.save(w, to: file)
-      return w
-    }()
+      return (w, true)
+    }
+    let (weights, made) = try pretrained("pretrained.safetensors", baseline: false)
+    if made { progress(String(format: "pre-trained on p_0 (KL(p*‖π_pre) %.4f)", try experiment.meanKL(weights))) }
+    let baselineWeights = experiment.baselineHasOwnLayout
+      ? try pretrained("pretrained-baseline.safetensors", baseline: true).weights : weights
     let jobs: [(rule: SelectionRule?, seed: Int)] = seeds.flatMap { s in config.rules.map { ($0, s) } + [(nil, s)] }
     let results = Locked([RunResult]())
     let failure = Locked<Error?>(nil)

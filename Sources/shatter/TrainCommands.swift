@@ -275,7 +275,8 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
   /// The memory plan of this run, printed (rank 0) before anything is read or allocated for training; throws
   /// when it exceeds --max-memory (default: what the machine has available now, plus what this process holds).
   func checkMemory(model: any CausalLM, method: M, setup: MethodSetup) throws -> MemoryPlan {
-    let world = (try? DistributedEnvironment.current())?.worldSize ?? 1
+    let env = try? DistributedEnvironment.current()
+    let world = env?.worldSize ?? 1
     let perRank = (optimization.trainerOptions.batchSize + world - 1) / world
     let resident = ProcessMemory.resident ?? 0
     let plan = MemoryPlan.training(model: model, extraTrainable: method.extraParameters.reduce(0) { $0 + $1.tensor.count },
@@ -286,7 +287,7 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
     } else {
       (limit, source) = (ProcessMemory.available.map { $0 + resident }, "the memory available now; set --max-memory to override")
     }
-    if (try? DistributedEnvironment.current())?.rank ?? 0 == 0 {
+    if (env?.rank ?? 0) == 0 {
       FileHandle.standardError.write(Data((plan.lines(limit: limit).joined(separator: "\n") + "\n").utf8))
     }
     if let limit { try plan.check(limit: limit, source: source) }
