@@ -118,21 +118,28 @@ struct InclusiveWorld {
   let types: Int
   /// All sequences [P·M·R, L+1+(M>1)], prompt-major, then type, then response.
   let allSequences: Tensor
+  /// Every context that precedes a response's last token [P·M·V^(L−1), L+(M>1)]: one forward pass over these
+  /// gives every response's log-probability, V times fewer rows (and one position fewer) than `allSequences`.
+  let contexts: Tensor
 
   init(_ config: InclusiveConfig) throws {
     self.config = config
     population = try DidacticPopulation(config.population)
     types = config.choiceModel == .mixture ? config.modelTypes : 1
     let (p, r, v) = (config.population.prompts, population.responseCount, config.population.vocabulary)
-    var ids: [Int64] = []
+    var ids: [Int64] = [], context: [Int64] = []
     for x in 0..<p {
       for m in 0..<types {
+        let head = [Int64(v + x)] + (types > 1 ? [Int64(v + p + m)] : [])
         for y in 0..<r {
-          ids += [Int64(v + x)] + (types > 1 ? [Int64(v + p + m)] : []) + population.response(y).map { Int64($0) }
+          let tokens = population.response(y).map { Int64($0) }
+          ids += head + tokens
+          if y % v == 0 { context += head + tokens.dropLast() }
         }
       }
     }
     allSequences = Tensor(ids, shape: [p * types * r, ids.count / (p * types * r)])
+    contexts = Tensor(context, shape: [p * types * r / v, context.count / (p * types * r / v)])
   }
 
   var vocabulary: Int { config.population.vocabulary }
@@ -146,37 +153,48 @@ struct InclusiveWorld {
     return Checkpoint.makeModel(mc, generator: Generator(seed: seed))
   }
 
-  /// For sequences [N, prefix+L]: log π(y|x, m) (log π(y|x) for Luce) with the next-token distribution
-  /// restricted to response tokens **(choice)**, so that it sums to one over the enumerable response
-  /// space; log π(m|x) restricted to the type tokens (zeros for Luce); and the features φ = final hidden
-  /// state at the last token [N, D].
-  func score(_ model: any CausalLM, _ sequences: Tensor) -> (logProbs: Tensor, typeLogProbs: Tensor, features: Tensor) {
-    let l = config.population.length, n = sequences.size(0), width = l + prefix
-    let (logits, hidden) = model.forward(sequences, positions: Tensor.arange(Double(width)).unsqueezed(dim: 0)
-      .expanded(to: [n, width]), attentionBias: nil, cache: nil)
-    let responseLogits = logits.narrow(dim: 1, start: prefix - 1, length: l).narrow(dim: 2, start: 0, length: vocabulary)
-    let targets = sequences.narrow(dim: 1, start: prefix, length: l)
-    let lp = responseLogits.logSoftmax(dim: -1).gather(dim: 2, index: targets.unsqueezed(dim: -1)).squeezed(dim: -1).sum(dim: 1)
-    var typeLP = Tensor.zeros([n], dtype: lp.dtype)
-    if types > 1 {
-      let first = vocabulary + config.population.prompts
-      let typeLogits = logits.select(dim: 1, index: 0).narrow(dim: 1, start: first, length: types).logSoftmax(dim: -1)
-      typeLP = typeLogits.gather(dim: 1, index: (sequences.select(dim: 1, index: 1) - Double(first)).unsqueezed(dim: -1))
-        .squeezed(dim: -1)
-    }
-    return (lp, typeLP, hidden.select(dim: 1, index: width - 1))
+  func positions(_ n: Int, _ width: Int) -> Tensor {
+    Tensor.arange(Double(width)).unsqueezed(dim: 0).expanded(to: [n, width])
   }
 
-  /// Every sequence scored: per-type log π(y|x, m) [P, M, R], log π(m|x) [P, M], the policy's marginal
-  /// log π(y|x) [P, R], and the features averaged over types [P·R, D] (what the epistemic head reads).
-  func tables(_ model: any CausalLM) -> (perType: Tensor, typeLog: Tensor, marginal: Tensor, features: Tensor) {
-    let (p, r) = (config.population.prompts, population.responseCount)
-    let (lp, typeLP, phi) = score(model, allSequences)
+  /// The final hidden state at the last token of each sequence [N, prefix+L] → [N, D]: the features φ(x, y)
+  /// the epistemic head and the classic pipeline's reward head read.
+  func lastHidden(_ model: any CausalLM, _ sequences: Tensor) -> Tensor {
+    let (n, width) = (sequences.size(0), sequences.size(1))
+    return model.forward(sequences, positions: positions(n, width), attentionBias: nil, cache: nil).hidden
+      .select(dim: 1, index: width - 1)
+  }
+
+  /// The policy from one forward pass over `contexts`: per-type log π(y|x, m) [P, M, R] with the next-token
+  /// distribution restricted to response symbols **(choice)**, so that it sums to one over the enumerable
+  /// response space; log π(m|x) [P, M] restricted to the type tokens (zeros for Luce); and the marginal
+  /// log π(y|x) = logsumexp_m [P, R].
+  func tables(_ model: any CausalLM) -> (perType: Tensor, typeLog: Tensor, marginal: Tensor) {
+    let (p, r, v, l) = (config.population.prompts, population.responseCount, vocabulary, config.population.length)
+    let (n, width) = (contexts.size(0), contexts.size(1))
+    let logits = model.forward(contexts, positions: positions(n, width), attentionBias: nil, cache: nil).logits
+    let lsm = logits.narrow(dim: 1, start: prefix - 1, length: l).narrow(dim: 2, start: 0, length: v).logSoftmax(dim: -1)
+    // log π(y) = Σ_{j<L−1} log q_j(y_j | context) + log q_{L−1}(y_{L−1} | context): the context's tokens, then every last symbol.
+    var lp = lsm.select(dim: 1, index: l - 1)
+    if l > 1 {
+      let known = lsm.narrow(dim: 1, start: 0, length: l - 1)
+        .gather(dim: 2, index: contexts.narrow(dim: 1, start: prefix, length: l - 1).unsqueezed(dim: -1)).squeezed(dim: -1)
+      lp = lp + known.sum(dim: 1).unsqueezed(dim: 1)
+    }
     let perType = lp.reshaped([p, types, r])
-    let typeLog = typeLP.reshaped([p, types, r]).select(dim: 2, index: 0)
-    let marginal = types > 1 ? (perType + typeLog.unsqueezed(dim: 2)).logSumExp(dim: 1) : perType.select(dim: 1, index: 0)
-    let features = phi.reshaped([p, types, r, -1]).mean(dim: 1).reshaped([p * r, -1])
-    return (perType, typeLog, marginal, features)
+    guard types > 1 else { return (perType, Tensor.zeros([p, 1], dtype: lp.dtype), perType.select(dim: 1, index: 0)) }
+    // π(m|x) is predicted at the prompt, the same in every context of x: read it from each prompt's first row.
+    let first = vocabulary + config.population.prompts
+    let firstRows = Tensor((0..<p).map { Int64($0 * n / p) })
+    let typeLog = logits.indexSelect(dim: 0, index: firstRows).select(dim: 1, index: 0).narrow(dim: 1, start: first, length: types)
+      .logSoftmax(dim: -1)
+    return (perType, typeLog, (perType + typeLog.unsqueezed(dim: 2)).logSumExp(dim: 1))
+  }
+
+  /// The features of every response, averaged over types [P·R, D] (what the epistemic head reads).
+  func features(_ model: any CausalLM) -> Tensor {
+    let (p, r) = (config.population.prompts, population.responseCount)
+    return lastHidden(model, allSequences).reshaped([p, types, r, -1]).mean(dim: 1).reshaped([p * r, -1])
   }
 
   /// The exact policy table log π(·|x) [P, R].
@@ -323,7 +341,7 @@ public final class InclusiveExperiment {
     var curve = [CurvePoint(queries: 0, kl: world.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     for _ in 0..<(config.budget / config.batchSize) {
       // Ask a batch of questions chosen by the rule among samples of the current policy.
-      let (table, phi) = withoutGradients { let t = world.tables(model); return (t.marginal, t.features) }
+      let (table, phi) = withoutGradients { (world.policyTable(model), world.features(model)) }
       let probs = table.exp()
       for _ in 0..<config.batchSize {
         let x = Int(rng.next() % UInt64(p))
@@ -339,11 +357,12 @@ public final class InclusiveExperiment {
         queries.append(ask(x, picked.map { candidates[$0] }, rng: &rng))
       }
       // Fit the model's own likelihood (plus the head's perturbation, the same for every type of a response)
-      // to every choice so far.
+      // to every choice so far. The head reads the features of this batch's model: they are stop-gradient,
+      // and one full pass per batch instead of one per step keeps each step to the `contexts` pass.
       try fit(opt, queries: queries.count) {
         let t = world.tables(model)
         let z = head.sampleIndices(config.indexSamples, generator: gen)
-        let perturbation = head.perturbation(features: t.features, indices: z).reshaped([-1, p, 1, r])
+        let perturbation = head.perturbation(features: phi, indices: z).reshaped([-1, p, 1, r])
         let scores = (t.perType.unsqueezed(dim: 0) + perturbation).reshaped([-1, p * types * r])
         var loss = feedbackLoss(scores: scores, typeLog: types > 1 ? t.typeLog : nil, table: t.marginal, preTable: preTable,
                                 queries: queries)
@@ -376,7 +395,7 @@ public final class InclusiveExperiment {
     var rng = SplitMix64(seed: s &* 7919)
     let held = heldOut(seed: s)
     var queries: [Query] = []
-    func rewards() -> Tensor { rm.score(bw.score(rmLM, bw.allSequences).features).reshaped([1, p * r]) }
+    func rewards() -> Tensor { rm.score(bw.lastHidden(rmLM, bw.allSequences)).reshaped([1, p * r]) }
     func updatedPolicy(_ rewards: Tensor) -> Tensor { (preTable + rewards.reshaped([p, r]) / config.baselineBeta).logSoftmax(dim: 1) }
     var curve = [CurvePoint(queries: 0, kl: bw.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     let probs = preTable.exp()

@@ -3,6 +3,7 @@ import Experiments
 import Foundation
 import Testing
 import Torch
+import Worlds
 @testable import Experiments
 
 @Suite struct InclusiveExperimentTests {
@@ -115,6 +116,42 @@ import Torch
     #expect(passive.finalKL < summary.pretrainedKL, "passive \(passive.finalKL), pre-trained \(summary.pretrainedKL)")
     #expect(summary.baseline.finalKL.isFinite)
     #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("runs/pretrained-baseline.safetensors").path))
+  }
+
+  /// The policy table from one pass over the contexts (every response's last symbol read at once) equals
+  /// scoring every full sequence token by token, for the single Luce layout and the mixture, and sums to one.
+  @Test(arguments: [(ChoiceModelKind.luce, 2), (.mixture, 3), (.luce, 1)])
+  func theOnePassTableEqualsScoringEveryFullSequence(kind: ChoiceModelKind, length: Int) throws {
+    var c = InclusiveConfig()
+    c.population = PopulationConfig(prompts: 3, vocabulary: 3, length: length, sharpness: 1.5)
+    c.choiceModel = kind
+    let world = try InclusiveWorld(c)
+    let model = world.makeModel(seed: 3)
+    let (v, p, r) = (c.population.vocabulary, c.population.prompts, world.population.responseCount)
+    let table = withoutGradients { world.tables(model) }
+    let seqs = world.allSequences, width = seqs.size(1)
+    let logits = withoutGradients {
+      model.forward(seqs, positions: world.positions(seqs.size(0), width), attentionBias: nil, cache: nil).logits
+    }.to(.float64)
+    let ids = seqs.toArray(Int.self), lg = logits.toArray(Double.self), vocab = logits.size(2)
+    func logSoftmax(_ row: Int, _ pos: Int, _ lo: Int, _ count: Int, _ token: Int) -> Double {
+      let xs = (lo..<(lo + count)).map { lg[(row * width + pos) * vocab + $0] }
+      let m = xs.max()!
+      return xs[token - lo] - m - Foundation.log(xs.map { Foundation.exp($0 - m) }.reduce(0, +))
+    }
+    let perType = table.perType.to(.float64).toArray(Double.self), typeLog = table.typeLog.to(.float64).toArray(Double.self)
+    for row in 0..<seqs.size(0) {
+      let (x, m, y) = (row / (world.types * r), row / r % world.types, row % r)
+      var expected = 0.0
+      for j in 0..<length { expected += logSoftmax(row, world.prefix - 1 + j, 0, v, ids[row * width + world.prefix + j]) }
+      #expect(abs(perType[row] - expected) < 1e-5, "row \(row)")
+      if world.types > 1 {
+        let t = logSoftmax(row, 0, v + p, world.types, v + p + m)
+        #expect(abs(typeLog[x * world.types + m] - t) < 1e-5, "prompt \(x) type \(m) response \(y)")
+      }
+    }
+    let mass = table.marginal.exp().sum(dim: 1).to(.float64).toArray(Double.self)
+    #expect(mass.allSatisfy { abs($0 - 1) < 1e-5 })
   }
 
   @Test func badConfigurationsAreRefusedWithTheirName() {
