@@ -48,16 +48,23 @@ public enum InclusiveRunner {
     try fm.createDirectory(at: runs, withIntermediateDirectories: true)
     try ExperimentFiles.claim(out, config: config)
 
-    // Pre-train once (every rule and seed starts from the same model), then run every job on its own thread.
-    Torch.threads = 1
+    // Pre-train once (every rule and seed starts from the same model), then run every job on its own thread,
+    // with one libtorch and one OpenBLAS thread each (two pools per job would fight over the same cores).
+    let cores = ProcessInfo.processInfo.activeProcessorCount, blasThreads = BLAS.threads
+    func threads(_ n: Int) {
+      Torch.threads = n
+      if blasThreads != nil { BLAS.threads = n == 1 ? 1 : blasThreads }
+    }
+    threads(1)
+    defer { threads(cores) }
     let seeds = Array(0..<config.seeds)
     /// Pre-trained weights kept under runs/ as `name`, made (on every core) the first time.
     func pretrained(_ name: String, baseline: Bool) throws -> (weights: [String: Tensor], made: Bool) {
       let file = runs.appendingPathComponent(name)
       if let w = try? Safetensors.load(file) { return (w, false) }
-      Torch.threads = ProcessInfo.processInfo.activeProcessorCount
+      threads(cores)
       let w = experiment.pretrained(seed: 0, baseline: baseline)
-      Torch.threads = 1
+      threads(1)
       try Safetensors.save(w, to: file)
       return (w, true)
     }
