@@ -44,6 +44,10 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
   /// Optimizer steps after each batch, on every query gathered so far.
   public var updateSteps = 20
   public var learningRate = 1e-3
+  /// Every `holdOutEvery`-th answered query is kept out of the fit as validation **(choice)**: each update
+  /// keeps the step (0 to `updateSteps`) whose choice log-loss on them is lowest, early stopping as a
+  /// practitioner would with a validation split. 0: none (every query is fitted for `updateSteps` steps).
+  public var holdOutEvery = 0
   /// μ, the weight of the prior term `μ · KL(π_pre ‖ π_θ)` in units of queries **(choice)**: the loss is
   /// `[Σ_i −log P_θ(choice_i) + μ · KL(π_pre‖π_θ)] / n`, a Bayesian prior centred on the pre-trained
   /// policy whose pull fades as the n recorded choices accumulate (METHODS §1.1's "μ · SFT on reference
@@ -73,6 +77,7 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
     c.population = PopulationConfig(prompts: 4, vocabulary: 8, length: 3, sharpness: 2.0)
     c.population.candidates = 3
     c.choiceModel = .mixture
+    c.holdOutEvery = 5
     return c
   }
 
@@ -84,6 +89,7 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
     try need(seeds > 0 && indexSamples > 1 && !rules.isEmpty, "seeds, index_samples (>1) and rules must be non-empty")
     try need(layers > 0 && dModel > 0 && heads > 0 && dModel % heads == 0, "model sizes must be positive, d_model divisible by heads")
     try need(modelTypes >= 1, "model_types must be at least 1")
+    try need(holdOutEvery == 0 || (holdOutEvery >= 2 && batchSize >= holdOutEvery), "hold_out_every must be 0, or 2 to batch_size")
   }
 }
 
@@ -259,15 +265,10 @@ public final class InclusiveExperiment {
     }
   }
 
-  func logLoss(_ logTable: Tensor, _ queries: [Query]) -> Double {
-    let t = logTable.toArray(Double.self), r = world.population.responseCount
-    var total = 0.0
-    for q in queries {
-      let s = q.shown.map { t[q.prompt * r + $0] }
-      let m = s.max()!
-      total -= s[q.choice] - (m + Foundation.log(s.map { Foundation.exp($0 - m) }.reduce(0, +)))
-    }
-    return total / Double(queries.count)
+  /// The mean choice log-loss of `queries` under the model's own choice model, without the epistemic head:
+  /// `perType` [P, M, R] (or a policy table [P, R]) and `typeLog` [P, M] for a mixture.
+  func logLoss(_ perType: Tensor, typeLog: Tensor? = nil, _ queries: [Query]) -> Double {
+    choiceLoss(scores: perType.reshaped([1, -1]), typeLog: typeLog, queries: queries).item()
   }
 
   func makeHead(seed: UInt64) -> any EpistemicHead {
@@ -277,12 +278,11 @@ public final class InclusiveExperiment {
       : Epinet(features: config.dModel, priorScale: config.priorScale, generator: g)
   }
 
-  /// −mean log P(choice) over index samples plus the prior term μ/n · KL(π_pre ‖ π) of the implied
-  /// policy `table` [P, R] (log-probabilities), where `scores` [Z, P·M·R] are the per-index scores of every
-  /// sequence (M types, prompt-major) and `typeLog` [P, M] the types' log-weights (nil: one type, the
-  /// single Luce rule). Every query's candidates are sequences of the enumerable table, so one forward pass
-  /// over the table scores all of them at once.
-  func feedbackLoss(scores: Tensor, typeLog: Tensor? = nil, table: Tensor, preTable: Tensor, queries: [Query]) -> Tensor {
+  /// −mean log P(choice) of `queries` over index samples, where `scores` [Z, P·M·R] are the per-index scores
+  /// of every sequence (M types, prompt-major) and `typeLog` [P, M] the types' log-weights (nil: one type,
+  /// the single Luce rule). Every query's candidates are sequences of the enumerable table, so one forward
+  /// pass over the table scores all of them at once.
+  func choiceLoss(scores: Tensor, typeLog: Tensor?, queries: [Query]) -> Tensor {
     let k = config.population.candidates, z = scores.size(0), n = queries.count
     let r = world.population.responseCount, types = typeLog?.size(1) ?? 1
     let index = Tensor(queries.flatMap { q in
@@ -290,32 +290,41 @@ public final class InclusiveExperiment {
     })
     let shown = scores.indexSelect(dim: 1, index: index).reshaped([z * n, types, k])
     let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, n]).reshaped([-1])
-    var loss: Tensor
-    if let typeLog {
-      let logW = typeLog.indexSelect(dim: 0, index: Tensor(queries.map { Int64($0.prompt) })).unsqueezed(dim: 0)
-        .expanded(to: [z, n, types]).reshaped([z * n, types])
-      loss = ChoiceLoss.compute(typeLogWeights: logW, scores: shown, chosen: chosen).loss
-    } else {
-      loss = ChoiceLoss.compute(scores: shown.squeezed(dim: 1), chosen: chosen).loss
-    }
-    if config.priorStrength > 0 {
-      let kl = (preTable.exp() * (preTable - table)).sum(dim: 1).mean()
-      loss = loss + kl * (config.priorStrength / Double(n))
-    }
-    return loss
+    guard let typeLog else { return ChoiceLoss.compute(scores: shown.squeezed(dim: 1), chosen: chosen).loss }
+    let logW = typeLog.indexSelect(dim: 0, index: Tensor(queries.map { Int64($0.prompt) })).unsqueezed(dim: 0)
+      .expanded(to: [z, n, types]).reshaped([z * n, types])
+    return ChoiceLoss.compute(typeLogWeights: logW, scores: shown, chosen: chosen).loss
   }
 
-  /// Runs `updateSteps` optimizer steps of `loss`, stopping on a non-finite value.
-  func fit(_ opt: AdamW, queries: Int, _ loss: () -> Tensor) throws {
-    for _ in 0..<config.updateSteps {
+  /// The choice loss plus the prior term μ/n · KL(π_pre ‖ π) of the implied policy `table` [P, R]
+  /// (log-probabilities).
+  func feedbackLoss(scores: Tensor, typeLog: Tensor? = nil, table: Tensor, preTable: Tensor, queries: [Query]) -> Tensor {
+    let loss = choiceLoss(scores: scores, typeLog: typeLog, queries: queries)
+    guard config.priorStrength > 0 else { return loss }
+    let kl = (preTable.exp() * (preTable - table)).sum(dim: 1).mean()
+    return loss + kl * (config.priorStrength / Double(queries.count))
+  }
+
+  /// Runs `updateSteps` optimizer steps of `loss`, stopping on a non-finite value. When `loss` also returns a
+  /// validation loss (computed from the same forward pass), the parameters `keep` end at the step, 0 to
+  /// `updateSteps`, where it was lowest.
+  func fit(_ opt: AdamW, queries: Int, keep: [Tensor] = [], _ loss: () -> (Tensor, validation: Double?)) throws {
+    var best = Double.infinity, snapshot: [Tensor]? = nil
+    for step in 0..<(config.updateSteps + (keep.isEmpty ? 0 : 1)) {
       opt.zeroGrad()
-      let l = loss()
+      let (l, validation) = loss()
       let value = l.item()
       guard value.isFinite else { throw NonFiniteError(step: queries, metric: "choice loss", value: value) }
+      if let validation, validation < best {
+        best = validation
+        snapshot = keep.map { $0.detached().clone() }
+      }
+      if step == config.updateSteps { break }
       l.backward()
       _ = opt.clipGradients(maxNorm: 1)
       opt.step()
     }
+    if let snapshot { withoutGradients { for (p, s) in zip(keep, snapshot) { p.copy_(s) } } }
   }
 
   /// A simulated person answers a question about prompt x showing `shown`.
@@ -336,9 +345,15 @@ public final class InclusiveExperiment {
     var rng = SplitMix64(seed: s &* 7919 &+ UInt64(SelectionRule.allCases.firstIndex(of: rule)!))
     let held = heldOut(seed: s)
     let (p, r, types) = (config.population.prompts, world.population.responseCount, world.types)
-    var queries: [Query] = []
+    var queries: [Query] = [], validation: [Query] = []
     let preTable = withoutGradients { world.policyTable(model) }
-    var curve = [CurvePoint(queries: 0, kl: world.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
+    func point(_ asked: Int) -> CurvePoint {
+      let t = withoutGradients { world.tables(model) }
+      return CurvePoint(queries: asked, kl: world.meanKL(t.marginal),
+                        heldOutLogLoss: logLoss(t.perType, typeLog: types > 1 ? t.typeLog : nil, held))
+    }
+    var curve = [point(0)]
+    let keep = config.holdOutEvery > 0 ? (model.trainableParameters() + head.trainableParameters()).map(\.tensor) : []
     for _ in 0..<(config.budget / config.batchSize) {
       // Ask a batch of questions chosen by the rule among samples of the current policy.
       let (table, phi) = withoutGradients { (world.policyTable(model), world.features(model)) }
@@ -354,23 +369,24 @@ public final class InclusiveExperiment {
           return (0..<config.indexSamples).map { scores[$0].toArray(Double.self) }
         }
         let picked = QuerySelection.select(rule, samples: samples, k: config.population.candidates, rng: &rng)
-        queries.append(ask(x, picked.map { candidates[$0] }, rng: &rng))
+        let answer = ask(x, picked.map { candidates[$0] }, rng: &rng)
+        let asked = queries.count + validation.count + 1
+        if config.holdOutEvery > 0 && asked % config.holdOutEvery == 0 { validation.append(answer) } else { queries.append(answer) }
       }
       // Fit the model's own likelihood (plus the head's perturbation, the same for every type of a response)
       // to every choice so far. The head reads the features of this batch's model: they are stop-gradient,
       // and one full pass per batch instead of one per step keeps each step to the `contexts` pass.
-      try fit(opt, queries: queries.count) {
+      try fit(opt, queries: queries.count, keep: keep) {
         let t = world.tables(model)
+        let typeLog = types > 1 ? t.typeLog : nil
         let z = head.sampleIndices(config.indexSamples, generator: gen)
         let perturbation = head.perturbation(features: phi, indices: z).reshaped([-1, p, 1, r])
         let scores = (t.perType.unsqueezed(dim: 0) + perturbation).reshaped([-1, p * types * r])
-        var loss = feedbackLoss(scores: scores, typeLog: types > 1 ? t.typeLog : nil, table: t.marginal, preTable: preTable,
-                                queries: queries)
+        var loss = feedbackLoss(scores: scores, typeLog: typeLog, table: t.marginal, preTable: preTable, queries: queries)
         if let reg = head.regularizer(dataSize: queries.count) { loss = loss + reg }
-        return loss
+        return (loss, keep.isEmpty ? nil : withoutGradients { logLoss(t.perType, typeLog: typeLog, validation) })
       }
-      let after = withoutGradients { world.policyTable(model) }
-      curve.append(CurvePoint(queries: queries.count, kl: world.meanKL(after), heldOutLogLoss: logLoss(after, held)))
+      curve.append(point(queries.count + validation.count))
     }
     return RunResult(rule: rule.rawValue, seed: seed, curve: curve)
   }
@@ -399,18 +415,24 @@ public final class InclusiveExperiment {
     func updatedPolicy(_ rewards: Tensor) -> Tensor { (preTable + rewards.reshaped([p, r]) / config.baselineBeta).logSoftmax(dim: 1) }
     var curve = [CurvePoint(queries: 0, kl: bw.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     let probs = preTable.exp()
+    var validation: [Query] = []
+    let keep = config.holdOutEvery > 0 ? (rmLM.trainableParameters().map(\.tensor) + [rm.score.weight]) : []
     for _ in 0..<(config.budget / config.batchSize) {
       for _ in 0..<config.batchSize {
         let x = Int(rng.next() % UInt64(p))
         let candidates = probs[x].multinomial(config.candidates, replacement: false, generator: gen).toArray(Int.self)
-        queries.append(ask(x, Array(candidates.prefix(config.population.candidates)), rng: &rng))
+        let answer = ask(x, Array(candidates.prefix(config.population.candidates)), rng: &rng)
+        let asked = queries.count + validation.count + 1
+        if config.holdOutEvery > 0 && asked % config.holdOutEvery == 0 { validation.append(answer) } else { queries.append(answer) }
       }
-      try fit(opt, queries: queries.count) {
+      try fit(opt, queries: queries.count, keep: keep) {
         let r = rewards()
-        return feedbackLoss(scores: r, table: updatedPolicy(r), preTable: preTable, queries: queries)
+        let policy = updatedPolicy(r)
+        return (feedbackLoss(scores: r, table: policy, preTable: preTable, queries: queries),
+                keep.isEmpty ? nil : withoutGradients { logLoss(r, validation) })
       }
       let table = withoutGradients { updatedPolicy(rewards()) }
-      curve.append(CurvePoint(queries: queries.count, kl: bw.meanKL(table), heldOutLogLoss: logLoss(table, held)))
+      curve.append(CurvePoint(queries: queries.count + validation.count, kl: bw.meanKL(table), heldOutLogLoss: logLoss(table, held)))
     }
     return RunResult(rule: "baseline_rm_policy", seed: seed, curve: curve)
   }

@@ -72,6 +72,8 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "Target KL (default: the passive rule's final KL).") var targetKl: Double?
   @Option(help: "Optimizer steps after each batch of queries, on every query so far.") var updateSteps = d.updateSteps
   @Option(help: "AdamW learning rate of the feedback updates.") var learningRate = d.learningRate
+  @Option(help: "Keep every Nth answered query out of the fit as validation; each update keeps the step with the lowest validation choice log-loss (early stopping). 0: none. Default: the preset's (0 default, 5 methods).")
+  var holdOutEvery: Int?
   @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries.") var priorStrength = d.priorStrength
   @Option(help: "Pre-training steps on p_0.") var pretrainSteps = d.pretrainSteps
   @Option(help: "β of the baseline's KL-regularised policy update π ∝ π_pre·exp(r/β).") var baselineBeta = d.baselineBeta
@@ -94,6 +96,7 @@ struct InclusiveCommand: ParsableCommand {
     c.population.priorMix = priorMix; c.population.seed = worldSeed
     c.population.candidates = shown ?? c.population.candidates
     c.choiceModel = choiceModel ?? c.choiceModel; c.modelTypes = modelTypes
+    c.holdOutEvery = holdOutEvery ?? c.holdOutEvery
     c.population.weights = try weights.split(separator: ",").map {
       guard let w = Double($0.trimmingCharacters(in: .whitespaces)) else { throw UserError("--weights: '\($0)' is not a number") }
       return w
