@@ -22,7 +22,9 @@ printed KL(p*||p0) equals the report's).
    with a tabular policy fitted exactly (Newton) and its exact Laplace posterior as the epistemic model:
    the best uncertainty any head can hope for. Rules: passive, double Thompson sampling, infomax, the two
    contrast rules (best of the candidates against the worst, by the posterior mean or by two posterior
-   samples), and two oracles that know p*: one-step V-optimal (the pair that most reduces tr(F Sigma), the
+   samples), posterior_kl (the pair whose answer most reduces the expected KL(p_z||pi) over posterior samples
+   p_z: the information-directed rule that uses uncertainty for what the metric values, without p*), and
+   two oracles that know p*: one-step V-optimal (the pair that most reduces tr(F Sigma), the
    variance) and one-step expected KL (the pair whose Laplace update most reduces the expected
    KL(p*||pi), bias included). Two populations: the METHODS mixture of Luce types, and a well-specified one
    (Luce on p* itself).
@@ -125,8 +127,9 @@ class IdealLearner:
         self.covariance = np.stack([np.linalg.inv(H[x] + 1e-3 * np.eye(R)) for x in range(P)])
 
 
-def select(rule, scores, cand, rng, sigma=None, F=None, theta=None, target=None, choice=None):
-    """Indices into cand of the two responses to show; scores [Z, N] are posterior samples of the logits."""
+def select(rule, scores, cand, rng, sigma=None, F=None, theta=None, target=None, choice=None, space=None):
+    """Indices into cand of the two responses to show; scores [Z, N] are posterior samples of the logits, space
+    [Z, R] the same samples over the whole response space."""
     n = len(cand)
     if rule == "passive":
         return list(rng.choice(n, 2, replace=False))
@@ -151,16 +154,27 @@ def select(rule, scores, cand, rng, sigma=None, F=None, theta=None, target=None,
             prob = 1 / (1 + np.exp(-(scores[:, i] - scores[:, j])))
             if rule == "infomax":
                 v = prob.var()
-            elif rule == "oracle_kl":  # expected KL(p*||pi) after a one-step Laplace update on this pair
+            elif rule in ("oracle_kl", "posterior_kl"):
+                # oracle_kl: expected KL(p*||pi) after a one-step Laplace update on this pair (knows p*).
+                # posterior_kl: the same with p* replaced by the posterior samples p_z (no p*): the expected
+                # reduction of E_z KL(p_z||pi), each answer drawn from the sample's own Luce rule; Swift's
+                # `expected_kl` rule with the exact Laplace posterior as its epistemic head.
                 d = np.zeros(len(F))
                 d[cand[i]], d[cand[j]] = 1, -1
                 ph = prob.mean()
                 sd = sigma @ d
+                if rule == "oracle_kl":
+                    targets = target[None]
+                    answer = np.array([choice(cand[i], cand[j])])
+                else:
+                    e = np.exp(space - space.max(1, keepdims=True))
+                    targets = e / e.sum(1, keepdims=True)
+                    answer = 1 / (1 + np.exp(-(space[:, cand[i]] - space[:, cand[j]])))
                 v = 0.0
-                for o, po in ((1.0, choice(cand[i], cand[j])), (0.0, 1 - choice(cand[i], cand[j]))):
+                for o, po in ((1.0, answer), (0.0, 1 - answer)):
                     t = theta + sd * (o - ph) / (1 + ph * (1 - ph) * (d @ sd))
                     e = np.exp(t - t.max()); e /= e.sum()
-                    v -= po * (target * np.log(target / e)).sum()
+                    v -= (po * (targets * np.log(targets / e)).sum(1)).mean()
             else:  # oracle V-optimal: the reduction of tr(F Sigma) by one observation of this pair
                 d = np.zeros(len(F))
                 d[cand[i]], d[cand[j]] = 1, -1
@@ -183,14 +197,15 @@ def run(rule, seed, w, pm, pstar, p0, population, budget=240, batch=20, candidat
             x = int(rng.integers(P))
             cand = rng.choice(R, candidates, replace=False, p=pi[x])
             C = np.linalg.cholesky(learner.covariance[x])
-            scores = (learner.theta[x] + rng.standard_normal((Z, R)) @ C.T)[:, cand]
+            space = learner.theta[x] + rng.standard_normal((Z, R)) @ C.T
+            scores = space[:, cand]
             F = np.diag(pstar[x]) - np.outer(pstar[x], pstar[x])
             if population == "luce":
                 choice = lambda a, b: pstar[x, a] / (pstar[x, a] + pstar[x, b])
             else:
                 choice = lambda a, b: float(w @ (pm[:, x, a] / (pm[:, x, a] + pm[:, x, b])))
             shown = [int(cand[i]) for i in select(rule, scores, cand, rng, learner.covariance[x], F,
-                                                   learner.theta[x], pstar[x], choice)]
+                                                   learner.theta[x], pstar[x], choice, space)]
             like = pstar[x, shown] if population == "luce" else pm[rng.choice(len(w), p=w), x, shown]
             learner.queries.append((x, shown, int(rng.choice(2, p=like / like.sum()))))
         learner.fit()
@@ -215,7 +230,7 @@ def main():
     a.add_argument("--budget", type=int, default=240)
     a.add_argument("--batch", type=int, default=20)
     a.add_argument("--mu", type=float, default=50.0)
-    a.add_argument("--rules", default="passive,double_ts,infomax,contrast,ts_contrast,oracle_vopt,oracle_kl")
+    a.add_argument("--rules", default="passive,double_ts,infomax,contrast,ts_contrast,posterior_kl,oracle_vopt,oracle_kl")
     a.add_argument("--populations", default="methods,luce")
     args = a.parse_args()
     w, pm, pstar, p0 = world(args.prompts, args.vocabulary, args.length, [0.5, 0.3, 0.2], args.sharpness,

@@ -106,6 +106,20 @@ public enum SelectionRule: String, Sendable, CaseIterable, Codable {
   case contrast
   /// (choice, beyond METHODS §3) contrastive Thompson sampling: the best under one index, the worst under another.
   case thompsonContrast = "ts_contrast"
+  /// (choice, beyond METHODS §3) information-directed for the metric: the K candidates whose answer most reduces
+  /// the expected KL(p_z‖π) over the head's posterior samples p_z, under a one-observation Laplace update.
+  case expectedKL = "expected_kl"
+}
+
+/// The head's posterior samples over a prompt's whole response space, for `SelectionRule.expectedKL`:
+/// `scores` [Z][R] = log π(y|x) + σ(φ(x, y), z), `policy` [R] = log π(y|x), and the rows of the candidates.
+public struct ResponseSpaceSamples: Sendable {
+  public let scores: [[Double]]
+  public let policy: [Double]
+  public let candidates: [Int]
+  public init(scores: [[Double]], policy: [Double], candidates: [Int]) {
+    (self.scores, self.policy, self.candidates) = (scores, policy, candidates)
+  }
 }
 
 public enum QuerySelection {
@@ -121,8 +135,10 @@ public enum QuerySelection {
   /// Why the two contrast rules: a model pre-trained on a majority is over-confident, its likelihood ratios too
   /// extreme; the error in KL(p*‖π) is then mostly bias along the model's own ranking, and a question between the
   /// two ends of that ranking measures it most directly (docs/INCLUSIVE.md, "Where the bias is").
+  /// - expected KL (choice): needs `space`; see `expectedKLReduction`.
   public static func select<R: RandomNumberGenerator>(_ rule: SelectionRule, samples: [[Double]], k: Int = 2,
-                                                      temperature: Double = 1, rng: inout R) -> [Int] {
+                                                      temperature: Double = 1, space: ResponseSpaceSamples? = nil,
+                                                      rng: inout R) -> [Int] {
     let n = samples.first?.count ?? 0
     precondition(n >= k && k >= 1, "need at least \(k) candidates")
     func randomDistinct(excluding: [Int] = []) -> [Int] {
@@ -184,6 +200,111 @@ public enum QuerySelection {
         if !picks.contains(a) { picks.append(a) }
       }
       return picks.count == k ? picks : picks + randomDistinct(excluding: picks)
+    case .expectedKL:
+      guard let space else { preconditionFailure("expected_kl needs the posterior samples of the whole response space") }
+      precondition(space.candidates.count == n, "expected_kl: \(space.candidates.count) candidate rows for \(n) candidates")
+      var best = Array(0..<k), value = -Double.infinity
+      for subset in combinations(n, k) {
+        let v = expectedKLReduction(space, shown: subset.map { space.candidates[$0] })
+        if v > value { (best, value) = (subset, v) }
+      }
+      return best
     }
+  }
+
+  /// Every k-subset of 0..<n, in lexicographic order.
+  static func combinations(_ n: Int, _ k: Int) -> [[Int]] {
+    guard k > 0 else { return [[]] }
+    guard n >= k else { return [] }
+    return combinations(n - 1, k - 1).map { $0 + [n - 1] } + combinations(n - 1, k)
+  }
+
+  /// The one-observation Laplace update of the logits [R] after a person picks `answer` among `shown`: with
+  /// the posterior covariance Σ of the samples, P the policy's Luce probabilities on the shown responses,
+  /// g = e_answer − P and H = diag P − PPᵀ, δ = Σ_{:,S} (I + H Σ_SS)⁻¹ g (the Kalman gain of the Luce
+  /// likelihood linearised at the policy; for K = 2 it is Σd·(o − p)/(1 + p(1 − p)·dᵀΣd), d = e_a − e_b).
+  /// Returns the update for every possible answer, [K][R].
+  static func laplaceUpdates(_ space: ResponseSpaceSamples, shown: [Int]) -> [[Double]] {
+    let z = Double(space.scores.count), r = space.policy.count, k = shown.count
+    let mean = (0..<r).map { y in space.scores.reduce(0) { $0 + $1[y] } / z }
+    // Σ_{:,S} [R][K] from the samples (unbiased), and Σ_SS.
+    var cross = [[Double]](repeating: [Double](repeating: 0, count: k), count: r)
+    for s in space.scores {
+      let cs = shown.map { s[$0] - mean[$0] }
+      for y in 0..<r {
+        let cy = s[y] - mean[y]
+        for j in 0..<k { cross[y][j] += cy * cs[j] }
+      }
+    }
+    let norm = 1 / Swift.max(z - 1, 1)
+    for y in 0..<r { for j in 0..<k { cross[y][j] *= norm } }
+    let sigmaSS = shown.map { cross[$0] }
+    let top = shown.map { space.policy[$0] }.max()!
+    let e = shown.map { Foundation.exp(space.policy[$0] - top) }
+    let p = e.map { $0 / e.reduce(0, +) }
+    // A = I + H Σ_SS, then the gain column for each answer: solve A x = g.
+    var a = [[Double]](repeating: [Double](repeating: 0, count: k), count: k)
+    for i in 0..<k {
+      for j in 0..<k {
+        var h = 0.0
+        for l in 0..<k { h += ((i == l ? p[i] : 0) - p[i] * p[l]) * sigmaSS[l][j] }
+        a[i][j] = (i == j ? 1 : 0) + h
+      }
+    }
+    return (0..<k).map { answer in
+      let g = (0..<k).map { (($0 == answer) ? 1 : 0) - p[$0] }
+      let x = solve(a, g)
+      return (0..<r).map { y in (0..<k).reduce(0) { $0 + cross[y][$1] * x[$1] } }
+    }
+  }
+
+  /// x with a x = b for a small square system (Gaussian elimination with partial pivoting).
+  static func solve(_ a: [[Double]], _ b: [Double]) -> [Double] {
+    var m = a, v = b
+    let n = b.count
+    for c in 0..<n {
+      let pivot = (c..<n).max { abs(m[$0][c]) < abs(m[$1][c]) }!
+      m.swapAt(c, pivot)
+      v.swapAt(c, pivot)
+      guard abs(m[c][c]) > 1e-300 else { continue }
+      for r in (c + 1)..<n {
+        let f = m[r][c] / m[c][c]
+        for j in c..<n { m[r][j] -= f * m[c][j] }
+        v[r] -= f * v[c]
+      }
+    }
+    var x = [Double](repeating: 0, count: n)
+    for r in stride(from: n - 1, through: 0, by: -1) {
+      let rest = ((r + 1)..<n).reduce(0) { $0 + m[r][$1] * x[$1] }
+      x[r] = abs(m[r][r]) > 1e-300 ? (v[r] - rest) / m[r][r] : 0
+    }
+    return x
+  }
+
+  /// E_z Σ_a P_z(a | shown) [KL(p_z‖π) − KL(p_z‖π_a)]: how much asking about `shown` is expected to reduce
+  /// the KL from the head's posterior samples p_z = softmax(scores_z) to the policy, each answer a drawn from
+  /// the sample's own Luce rule and π_a the policy after the Laplace update of `laplaceUpdates`. It needs no
+  /// p*: the posterior stands in for it, so it values what KL(p*‖π) values only as far as the head's
+  /// samples carry the policy's error (docs/INCLUSIVE.md).
+  public static func expectedKLReduction(_ space: ResponseSpaceSamples, shown: [Int]) -> Double {
+    let r = space.policy.count
+    func logSoftmax(_ xs: [Double]) -> [Double] {
+      let m = xs.max()!
+      let l = m + Foundation.log(xs.reduce(0) { $0 + Foundation.exp($1 - m) })
+      return xs.map { $0 - l }
+    }
+    let base = logSoftmax(space.policy)
+    let updated = laplaceUpdates(space, shown: shown).map { d in logSoftmax((0..<r).map { space.policy[$0] + d[$0] }) }
+    var total = 0.0
+    for s in space.scores {
+      let pz = logSoftmax(s).map(Foundation.exp)
+      let choice = logSoftmax(shown.map { s[$0] }).map(Foundation.exp)
+      for (a, la) in updated.enumerated() {
+        var gain = 0.0
+        for y in 0..<r { gain += pz[y] * (la[y] - base[y]) }
+        total += choice[a] * gain
+      }
+    }
+    return total / Double(space.scores.count)
   }
 }

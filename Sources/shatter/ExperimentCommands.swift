@@ -67,7 +67,7 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "Epistemic head: epinet or ensemble.") var epistemic = d.epistemic
   @Option(help: "Index samples z per example and per selection (ensemble size for ensemble).") var indexSamples = d.indexSamples
   @Option(help: "β, the scale of the epistemic head's frozen prior network.") var priorScale = d.priorScale
-  @Option(help: "Comma-separated selection rules (passive is always run): passive (uniform), boltzmann (∝ exp(mean score)), infomax (the pair whose preference varies most over indices), double_ts (argmax under two indices), contrast (best against worst by mean score), ts_contrast (best under one index against worst under another).")
+  @Option(help: "Comma-separated selection rules (passive is always run): passive (uniform), boltzmann (∝ exp(mean score)), infomax (the pair whose preference varies most over indices), double_ts (argmax under two indices), contrast (best against worst by mean score), ts_contrast (best under one index against worst under another), expected_kl (the K whose answer most reduces the expected KL from the head's posterior samples to the policy).")
   var rules = d.rules.map(\.rawValue).joined(separator: ",")
   @Option(help: "Target KL (default: the passive rule's final KL).") var targetKl: Double?
   @Option(help: "Optimizer steps after each batch of queries, on every query so far.") var updateSteps = d.updateSteps

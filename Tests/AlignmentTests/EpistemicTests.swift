@@ -116,3 +116,68 @@ struct FixedRNG: RandomNumberGenerator {
   #expect(counts[0] > 1800 && counts[2] < 30)
   for _ in 0..<20 { #expect(Set(QuerySelection.select(.passive, samples: [[0, 0, 0, 0]], rng: &rng)).count == 2) }
 }
+
+/// Posterior samples of 4 logits around a policy, with correlated noise (so Σ is full and off-diagonal).
+private func correlatedSpace(candidates: [Int]) -> ResponseSpaceSamples {
+  var rng = FixedRNG(state: 3)
+  let policy = [0.5, -0.2, 1.0, -1.5]
+  let scores = (0..<40).map { _ -> [Double] in
+    let e = (0..<5).map { _ in Double(rng.next() % 10_000) / 5_000 - 1 }
+    let a: Double = policy[0] + e[0] + 0.5 * e[4], b: Double = policy[1] + e[1] - 0.3 * e[4]
+    return [a, b, policy[2] + 0.4 * e[2], policy[3] + e[3] + e[4]]
+  }
+  return ResponseSpaceSamples(scores: scores, policy: policy, candidates: candidates)
+}
+
+@Test func theLaplaceUpdateOfAPairIsTheClosedFormAndOfThreeTheStationaryPoint() {
+  let space = correlatedSpace(candidates: [0, 1, 2, 3])
+  let r = 4, z = Double(space.scores.count)
+  let mean = (0..<r).map { y in space.scores.reduce(0) { $0 + $1[y] } / z }
+  let cov = (0..<r).map { a in (0..<r).map { b in space.scores.reduce(0) { $0 + ($1[a] - mean[a]) * ($1[b] - mean[b]) } / (z - 1) } }
+  // K = 2, shown (1, 3), the person picks 1: δ = Σd·(1 − p)/(1 + p(1 − p)·dᵀΣd), d = e₁ − e₃, p = σ(ℓ₁ − ℓ₃).
+  let p = 1 / (1 + Foundation.exp(-(space.policy[1] - space.policy[3])))
+  let sd = (0..<r).map { cov[$0][1] - cov[$0][3] }
+  let dsd = sd[1] - sd[3]
+  let pair = QuerySelection.laplaceUpdates(space, shown: [1, 3])
+  for y in 0..<r { #expect(abs(pair[0][y] - sd[y] * (1 - p) / (1 + p * (1 - p) * dsd)) < 1e-12) }
+  for y in 0..<r { #expect(abs(pair[1][y] - sd[y] * (0 - p) / (1 + p * (1 - p) * dsd)) < 1e-12) }
+  // K = 3: δ is the stationary point of the Gaussian prior plus the Luce log-likelihood expanded to second order
+  // at the policy, i.e. δ = Σ_{:,S} (g − H δ_S) with g = e_a − P and H = diag P − PPᵀ.
+  let shown = [0, 2, 3]
+  let e = shown.map { Foundation.exp(space.policy[$0]) }
+  let probs = e.map { $0 / e.reduce(0, +) }
+  for (answer, delta) in QuerySelection.laplaceUpdates(space, shown: shown).enumerated() {
+    let ds = shown.map { delta[$0] }
+    let residual = (0..<3).map { (i: Int) -> Double in
+      var hd = 0.0
+      for j in 0..<3 { hd += ((i == j ? probs[i] : 0) - probs[i] * probs[j]) * ds[j] }
+      return (i == answer ? 1.0 : 0.0) - probs[i] - hd
+    }
+    for y in 0..<r {
+      let expected = (0..<3).reduce(0) { $0 + cov[y][shown[$1]] * residual[$1] }
+      #expect(abs(delta[y] - expected) < 1e-10, "answer \(answer), logit \(y)")
+    }
+  }
+}
+
+@Test func expectedKLAsksAboutTheResponseThePosteriorIsUnsureOfAndNothingWhenItIsSure() {
+  let policy = [1.0, 0.0, -0.5, -1.0, 0.3]
+  // No uncertainty: every sample is the policy, so no answer moves it and every question is worth zero.
+  let sure = ResponseSpaceSamples(scores: Array(repeating: policy, count: 8), policy: policy, candidates: [0, 1, 2, 3])
+  #expect(abs(QuerySelection.expectedKLReduction(sure, shown: [0, 3])) < 1e-15)
+  // Uncertain only about response 2's logit (±1.5): the questions without it are worth nothing (Σ_{:,S} = 0),
+  // those with it are worth something, and the rule shows it.
+  let scores = (0..<8).map { (z: Int) -> [Double] in
+    var s = policy
+    s[2] += z % 2 == 0 ? 1.5 : -1.5
+    return s
+  }
+  let unsure = ResponseSpaceSamples(scores: scores, policy: policy, candidates: [0, 1, 2, 3])
+  #expect(abs(QuerySelection.expectedKLReduction(unsure, shown: [0, 1])) < 1e-15)
+  #expect(QuerySelection.expectedKLReduction(unsure, shown: [0, 2]) > 1e-3)
+  var rng = FixedRNG(state: 1)
+  let samples = scores.map { s in [0, 1, 2, 3].map { s[$0] } }
+  #expect(QuerySelection.select(.expectedKL, samples: samples, space: unsure, rng: &rng).contains(2))
+  #expect(QuerySelection.select(.expectedKL, samples: samples, k: 3, space: unsure, rng: &rng).contains(2))
+  #expect(QuerySelection.combinations(5, 3).count == 10 && Set(QuerySelection.combinations(5, 3)).count == 10)
+}
