@@ -67,6 +67,12 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
   public var baselineBeta = 1.0
   /// The KL to reach; the passive rule's final KL when nil.
   public var targetKL: Double? = nil
+  /// The natural-language world on a real chat model (`TextWorld`): the model's path, its LoRA adapter, and β of
+  /// its length-normalised likelihood. Nil: the didactic world.
+  public var model: String? = nil
+  public var loraRank = 8
+  public var loraAlpha = 16.0
+  public var textScale = 4.0
 
   public init() {}
 
@@ -78,6 +84,23 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
     c.population.candidates = 3
     c.choiceModel = .mixture
     c.holdOutEvery = 5
+    return c
+  }
+
+  /// The natural-language world on the chat model at `model`: 4 questions × 8 answers, pairwise questions, a
+  /// budget a real model fits in minutes on two cores.
+  public static func text(model: String) -> InclusiveConfig {
+    var c = InclusiveConfig()
+    c.model = model
+    c.population.candidates = 2
+    c.budget = 40
+    c.batchSize = 10
+    c.updateSteps = 5
+    c.learningRate = 1e-3
+    c.priorStrength = 10
+    c.seeds = 2
+    c.heldOutQueries = 100
+    c.rules = [.passive, .contrast, .expectedKL, .doubleThompson]
     return c
   }
 
@@ -112,13 +135,65 @@ public struct RunResult: Codable, Sendable {
   public let curve: [CurvePoint]
 }
 
+/// The model one run fine-tunes: its trainable parameters, and what to do when the run ends.
+struct RunModel {
+  let model: any CausalLM
+  let trainable: [(name: String, tensor: Tensor)]
+  let end: () -> Void
+}
+
+/// What the feedback loop needs from a world: the population that answers, and the model's exact policy over
+/// every prompt's finite response set. `InclusiveWorld` (METHODS' didactic tokens on a small transformer) and
+/// `TextWorld` (natural-language answers on a real chat model) are the two.
+protocol FeedbackWorld: AnyObject {
+  var population: any ChoicePopulation { get }
+  /// Latent types of the choice model (1: one Luce rule).
+  var types: Int { get }
+  /// The width of the features the epistemic head reads.
+  var featureSize: Int { get }
+  /// Whether runs may go on at once, one thread each (a shared real model runs one at a time).
+  var concurrentRuns: Bool { get }
+  /// Weights to start every run from, made once (nil: the world's model is its own starting point).
+  func pretrain(seed: UInt64) -> [String: Tensor]?
+  /// The model for one run, from `pretrained` (ignored when `pretrain` gave nil).
+  func runModel(seed: UInt64, pretrained: [String: Tensor]) throws -> RunModel
+  /// Per-type log π(y|x, m) [P, M, R], log π(m|x) [P, M] and the policy's marginal log π(y|x) [P, R].
+  func tables(_ model: any CausalLM) -> (perType: Tensor, typeLog: Tensor, marginal: Tensor)
+  /// The features of every response [P·R, D] (with gradients: the classic pipeline's reward head reads them).
+  func features(_ model: any CausalLM) -> Tensor
+  /// The tables and the features together (one pass where the world can).
+  func snapshot(_ model: any CausalLM) -> Snapshot
+  /// The world in a sentence or two, for the report.
+  var summary: String { get }
+}
+
+/// A model's tables and features at one moment (`FeedbackWorld.snapshot`).
+struct Snapshot {
+  let perType: Tensor, typeLog: Tensor, marginal: Tensor, features: Tensor
+}
+
+extension FeedbackWorld {
+  /// The exact policy table log π(·|x) [P, R].
+  func policyTable(_ model: any CausalLM) -> Tensor { tables(model).marginal }
+
+  func meanKL(_ logTable: Tensor) -> Double {
+    population.meanKL(model: (0..<population.prompts).map { logTable[$0].exp().toArray(Double.self) })
+  }
+
+  func snapshot(_ model: any CausalLM) -> Snapshot {
+    let t = tables(model)
+    return Snapshot(perType: t.perType, typeLog: t.typeLog, marginal: t.marginal, features: features(model))
+  }
+}
+
 /// The shared world and model plumbing of the experiment: token layout, the exact policy table, scores.
 ///
 /// With the Luce choice model a sequence is the prompt token (V + x) then the response tokens. With the
 /// mixture, a type token (V + P + m) sits between them: the model predicts π(m|x) at the prompt and
 /// π(y|x, m) after the type token, and its policy is the marginal over m.
-struct InclusiveWorld {
-  let population: DidacticPopulation
+final class InclusiveWorld: FeedbackWorld {
+  let didactic: DidacticPopulation
+  var population: any ChoicePopulation { didactic }
   let config: InclusiveConfig
   /// Latent types the model represents (1 for the Luce choice model).
   let types: Int
@@ -130,7 +205,8 @@ struct InclusiveWorld {
 
   init(_ config: InclusiveConfig) throws {
     self.config = config
-    population = try DidacticPopulation(config.population)
+    didactic = try DidacticPopulation(config.population)
+    let population = didactic
     types = config.choiceModel == .mixture ? config.modelTypes : 1
     let (p, r, v) = (config.population.prompts, population.responseCount, config.population.vocabulary)
     var ids: [Int64] = [], context: [Int64] = []
@@ -203,18 +279,36 @@ struct InclusiveWorld {
     return lastHidden(model, allSequences).reshaped([p, types, r, -1]).mean(dim: 1).reshaped([p * r, -1])
   }
 
-  /// The exact policy table log π(·|x) [P, R].
-  func policyTable(_ model: any CausalLM) -> Tensor { tables(model).marginal }
+  var featureSize: Int { config.dModel }
+  var concurrentRuns: Bool { true }
 
-  func meanKL(_ logTable: Tensor) -> Double {
-    population.meanKL(model: (0..<config.population.prompts).map { logTable[$0].exp().toArray(Double.self) })
+  func runModel(seed: UInt64, pretrained: [String: Tensor]) throws -> RunModel {
+    let model = makeModel(seed: seed)
+    try model.load(stateDict: pretrained)
+    return RunModel(model: model, trainable: model.trainableParameters(), end: {})
+  }
+
+  func pretrain(seed: UInt64) -> [String: Tensor]? {
+    let model = makeModel(seed: seed)
+    pretrain(model)
+    return model.stateDict().mapValues { $0.detached().clone() }
+  }
+
+  var summary: String {
+    let c = config.population
+    return """
+      A population of \(c.types) types (weights \(c.weights.map { String(format: "%.2f", $0) }.joined(separator: ", "))) \
+      answers \(c.candidates)-way questions about \(c.prompts) prompts whose responses are \(c.length) tokens over \
+      \(c.vocabulary) symbols. A \(config.layers)-layer transformer pre-trained on a prior biased towards the majority \
+      type
+      """
   }
 
   /// Pre-trains on the prior p_0 by minimising the exact expected negative log-likelihood of the policy
   /// (for a mixture, of its marginal: the types stay free to differ).
   func pretrain(_ model: any CausalLM) {
-    let p0 = Tensor((0..<config.population.prompts).flatMap { population.prior(prompt: $0).map { Float($0) } },
-                    shape: [config.population.prompts, population.responseCount])
+    let p0 = Tensor((0..<config.population.prompts).flatMap { didactic.prior(prompt: $0).map { Float($0) } },
+                    shape: [config.population.prompts, didactic.responseCount])
     let opt = AdamW(model.trainableParameters(), learningRate: config.pretrainLearningRate, weightDecay: 0)
     for _ in 0..<config.pretrainSteps {
       opt.zeroGrad()
@@ -237,25 +331,34 @@ struct Query {
 /// pipeline (a separate reward model, then an exact KL-regularised policy update).
 public final class InclusiveExperiment {
   public let config: InclusiveConfig
-  let world: InclusiveWorld
+  let world: any FeedbackWorld
   /// The classic pipeline's world: one Luce rule, whatever the choice model of the rules.
-  let baselineWorld: InclusiveWorld
+  let baselineWorld: any FeedbackWorld
 
-  public init(config: InclusiveConfig) throws {
+  /// The didactic world, or with `chat` the natural-language one on that model (`TextWorld`).
+  public init(config: InclusiveConfig, chat: ChatModel? = nil) throws {
     try config.validate()
     self.config = config
-    world = try InclusiveWorld(config)
+    if let chat {
+      world = try TextWorld(chat: chat, config: config)
+      baselineWorld = world
+      return
+    }
+    let didactic = try InclusiveWorld(config)
+    world = didactic
     var luce = config
     luce.choiceModel = .luce
-    baselineWorld = config.choiceModel == .luce ? world : try InclusiveWorld(luce)
+    baselineWorld = config.choiceModel == .luce ? didactic : try InclusiveWorld(luce)
   }
+
+  var population: any ChoicePopulation { world.population }
 
   /// Population choices on uniformly drawn candidate sets, for the held-out log-loss.
   func heldOut(seed: UInt64) -> [Query] {
     var rng = SplitMix64(seed: seed &+ 0xBEEF)
     let pop = world.population
     return (0..<config.heldOutQueries).map { _ in
-      let x = Int(rng.next() % UInt64(config.population.prompts))
+      let x = Int(rng.next() % UInt64(pop.prompts))
       var shown: [Int] = []
       while shown.count < config.population.candidates {
         let y = Int(rng.next() % UInt64(pop.responseCount))
@@ -274,8 +377,8 @@ public final class InclusiveExperiment {
   func makeHead(seed: UInt64) -> any EpistemicHead {
     let g = Generator(seed: seed &+ 0xE9)
     return config.epistemic == .ensemble
-      ? EnsembleHead(features: config.dModel, count: config.indexSamples, priorScale: config.priorScale, generator: g)
-      : Epinet(features: config.dModel, priorScale: config.priorScale, generator: g)
+      ? EnsembleHead(features: world.featureSize, count: config.indexSamples, priorScale: config.priorScale, generator: g)
+      : Epinet(features: world.featureSize, priorScale: config.priorScale, generator: g)
   }
 
   /// −mean log P(choice) of `queries` over index samples, where `scores` [Z, P·M·R] are the per-index scores
@@ -284,7 +387,7 @@ public final class InclusiveExperiment {
   /// pass over the table scores all of them at once.
   func choiceLoss(scores: Tensor, typeLog: Tensor?, queries: [Query]) -> Tensor {
     let k = config.population.candidates, z = scores.size(0), n = queries.count
-    let r = world.population.responseCount, types = typeLog?.size(1) ?? 1
+    let r = population.responseCount, types = typeLog?.size(1) ?? 1
     let index = Tensor(queries.flatMap { q in
       (0..<types).flatMap { m in q.shown.map { Int64((q.prompt * types + m) * r + $0) } }
     })
@@ -329,46 +432,55 @@ public final class InclusiveExperiment {
 
   /// A simulated person answers a question about prompt x showing `shown`.
   func ask(_ x: Int, _ shown: [Int], rng: inout SplitMix64) -> Query {
-    Query(prompt: x, shown: shown, choice: world.population.answer(prompt: x, candidates: shown, rng: &rng).choice)
+    Query(prompt: x, shown: shown, choice: population.answer(prompt: x, candidates: shown, rng: &rng).choice)
   }
 
   /// One feedback loop: select → a simulated person chooses → update the model with the choice
   /// likelihood jointly with the epistemic head; KL(p*‖π) and held-out log-loss after every batch.
   public func run(rule: SelectionRule, seed: Int, pretrained: [String: Tensor]) throws -> RunResult {
     let s = UInt64(seed)
-    let model = world.makeModel(seed: s)
-    try model.load(stateDict: pretrained)
+    let run = try world.runModel(seed: s, pretrained: pretrained)
+    defer { run.end() }
+    let model = run.model
     let head = makeHead(seed: s)
-    let opt = AdamW(model.trainableParameters() + head.trainableParameters().map { ("head." + $0.name, $0.tensor) },
+    let opt = AdamW(run.trainable + head.trainableParameters().map { ("head." + $0.name, $0.tensor) },
                     learningRate: config.learningRate, weightDecay: 0)
     let gen = Generator(seed: s &+ 0x5A)
     var rng = SplitMix64(seed: s &* 7919 &+ UInt64(SelectionRule.allCases.firstIndex(of: rule)!))
     let held = heldOut(seed: s)
-    let (p, r, types) = (config.population.prompts, world.population.responseCount, world.types)
+    let (p, r, types) = (population.prompts, population.responseCount, world.types)
     var queries: [Query] = [], validation: [Query] = []
-    let preTable = withoutGradients { world.policyTable(model) }
-    func point(_ asked: Int) -> CurvePoint {
-      let t = withoutGradients { world.tables(model) }
-      return CurvePoint(queries: asked, kl: world.meanKL(t.marginal),
-                        heldOutLogLoss: logLoss(t.perType, typeLog: types > 1 ? t.typeLog : nil, held))
+    func point(_ t: Snapshot, _ asked: Int) -> CurvePoint {
+      CurvePoint(queries: asked, kl: world.meanKL(t.marginal), heldOutLogLoss: logLoss(t.perType, typeLog: types > 1 ? t.typeLog : nil, held))
     }
-    var curve = [point(0)]
-    let keep = config.holdOutEvery > 0 ? (model.trainableParameters() + head.trainableParameters()).map(\.tensor) : []
+    // The model's tables and features, taken once after each update: for the curve, and for the next batch's questions.
+    var now = withoutGradients { world.snapshot(model) }
+    let preTable = now.marginal
+    var curve = [point(now, 0)]
+    let keep = config.holdOutEvery > 0 ? (run.trainable + head.trainableParameters()).map(\.tensor) : []
     for _ in 0..<(config.budget / config.batchSize) {
       // Ask a batch of questions chosen by the rule among samples of the current policy.
-      let (table, phi) = withoutGradients { (world.policyTable(model), world.features(model)) }
+      let (table, phi) = (now.marginal, now.features)
       let probs = table.exp()
       for _ in 0..<config.batchSize {
         let x = Int(rng.next() % UInt64(p))
         let candidates = probs[x].multinomial(config.candidates, replacement: false, generator: gen).toArray(Int.self)
-        let rows = Tensor(candidates.map { Int64(x * r + $0) })
+        var space: ResponseSpaceSamples? = nil
         let samples: [[Double]] = withoutGradients {
           let z = head.sampleIndices(config.indexSamples, generator: gen)
-          let scores = table[x].indexSelect(dim: 0, index: Tensor(candidates.map { Int64($0) })).unsqueezed(dim: 0)
-            + head.perturbation(features: phi.indexSelect(dim: 0, index: rows), indices: z)
-          return (0..<config.indexSamples).map { scores[$0].toArray(Double.self) }
+          guard rule == .expectedKL else {
+            let rows = Tensor(candidates.map { Int64(x * r + $0) })
+            let scores = table[x].indexSelect(dim: 0, index: Tensor(candidates.map { Int64($0) })).unsqueezed(dim: 0)
+              + head.perturbation(features: phi.indexSelect(dim: 0, index: rows), indices: z)
+            return (0..<config.indexSamples).map { scores[$0].toArray(Double.self) }
+          }
+          // The posterior over the prompt's whole response space: what the expected KL is taken over.
+          let all = table[x].unsqueezed(dim: 0) + head.perturbation(features: phi.narrow(dim: 0, start: x * r, length: r), indices: z)
+          let rows = (0..<config.indexSamples).map { all[$0].toArray(Double.self) }
+          space = ResponseSpaceSamples(scores: rows, policy: table[x].toArray(Double.self), candidates: candidates)
+          return rows.map { row in candidates.map { row[$0] } }
         }
-        let picked = QuerySelection.select(rule, samples: samples, k: config.population.candidates, rng: &rng)
+        let picked = QuerySelection.select(rule, samples: samples, k: config.population.candidates, space: space, rng: &rng)
         let answer = ask(x, picked.map { candidates[$0] }, rng: &rng)
         let asked = queries.count + validation.count + 1
         if config.holdOutEvery > 0 && asked % config.holdOutEvery == 0 { validation.append(answer) } else { queries.append(answer) }
@@ -386,7 +498,8 @@ public final class InclusiveExperiment {
         if let reg = head.regularizer(dataSize: queries.count) { loss = loss + reg }
         return (loss, keep.isEmpty ? nil : withoutGradients { logLoss(t.perType, typeLog: typeLog, validation) })
       }
-      curve.append(point(queries.count + validation.count))
+      now = withoutGradients { world.snapshot(model) }
+      curve.append(point(now, queries.count + validation.count))
     }
     return RunResult(rule: rule.rawValue, seed: seed, curve: curve)
   }
@@ -397,26 +510,25 @@ public final class InclusiveExperiment {
   /// policy update π(y|x) ∝ π_pre(y|x)·exp(r(x, y)/β) over the enumerable response space.
   public func runBaseline(seed: Int, pretrained: [String: Tensor]) throws -> RunResult {
     let s = UInt64(seed), bw = baselineWorld
-    let policy = bw.makeModel(seed: s)
-    try policy.load(stateDict: pretrained)
-    let (p, r) = (config.population.prompts, bw.population.responseCount)
-    let preTable = withoutGradients { bw.policyTable(policy) }
-    let rmLM = bw.makeModel(seed: s)
-    try rmLM.load(stateDict: pretrained)
+    let (p, r) = (population.prompts, population.responseCount)
+    // The reward model starts as the pre-trained model (its table before any update is π_pre's).
+    let run = try bw.runModel(seed: s, pretrained: pretrained)
+    defer { run.end() }
+    let rmLM = run.model
+    let preTable = withoutGradients { bw.policyTable(rmLM) }
     let rm = RewardModel(lm: rmLM)
     withoutGradients { rm.score.weight.zero_() }
-    let opt = AdamW(rmLM.trainableParameters() + [("score.weight", rm.score.weight)], learningRate: config.learningRate,
-                    weightDecay: 0)
+    let opt = AdamW(run.trainable + [("score.weight", rm.score.weight)], learningRate: config.learningRate, weightDecay: 0)
     let gen = Generator(seed: s &+ 0x5A)
     var rng = SplitMix64(seed: s &* 7919)
     let held = heldOut(seed: s)
     var queries: [Query] = []
-    func rewards() -> Tensor { rm.score(bw.lastHidden(rmLM, bw.allSequences)).reshaped([1, p * r]) }
+    func rewards() -> Tensor { rm.score(bw.features(rmLM)).reshaped([1, p * r]) }
     func updatedPolicy(_ rewards: Tensor) -> Tensor { (preTable + rewards.reshaped([p, r]) / config.baselineBeta).logSoftmax(dim: 1) }
     var curve = [CurvePoint(queries: 0, kl: bw.meanKL(preTable), heldOutLogLoss: logLoss(preTable, held))]
     let probs = preTable.exp()
     var validation: [Query] = []
-    let keep = config.holdOutEvery > 0 ? (rmLM.trainableParameters().map(\.tensor) + [rm.score.weight]) : []
+    let keep = config.holdOutEvery > 0 ? (run.trainable.map(\.tensor) + [rm.score.weight]) : []
     for _ in 0..<(config.budget / config.batchSize) {
       for _ in 0..<config.batchSize {
         let x = Int(rng.next() % UInt64(p))
@@ -437,27 +549,34 @@ public final class InclusiveExperiment {
     return RunResult(rule: "baseline_rm_policy", seed: seed, curve: curve)
   }
 
-  /// KL(p*‖π) of a model with these weights.
+  /// KL(p*‖π) of the model a run starts from.
   public func meanKL(_ weights: [String: Tensor]) throws -> Double {
-    let model = world.makeModel(seed: 0)
-    try model.load(stateDict: weights)
-    return world.meanKL(withoutGradients { world.policyTable(model) })
+    let run = try world.runModel(seed: 0, pretrained: weights)
+    defer { run.end() }
+    return world.meanKL(withoutGradients { world.policyTable(run.model) })
   }
 
-  /// The pre-trained weights (pre-training on p_0 is shared by every rule and seed); `baseline`: those of the
-  /// classic pipeline's single-Luce layout, which differs from the rules' when they fit a mixture.
-  public func pretrained(seed: Int, baseline: Bool = false) -> [String: Tensor] {
-    let w = baseline ? baselineWorld : world
-    let model = w.makeModel(seed: UInt64(seed))
-    w.pretrain(model)
-    return model.stateDict().mapValues { $0.detached().clone() }
+  /// The weights every rule and seed starts from (pre-training on p_0 is shared); `baseline`: those of the
+  /// classic pipeline's single-Luce layout, which differs from the rules' when they fit a mixture. Nil when
+  /// the world's model is its own starting point (a real model).
+  public func pretrained(seed: Int, baseline: Bool = false) -> [String: Tensor]? {
+    (baseline ? baselineWorld : world).pretrain(seed: UInt64(seed))
   }
 
   /// Whether the classic pipeline needs pre-trained weights of its own (the rules fit a mixture).
   public var baselineHasOwnLayout: Bool { world.types != baselineWorld.types }
 
-  public var priorKL: Double {
-    let m = (0..<config.population.prompts).map { world.population.prior(prompt: $0) }
-    return world.population.meanKL(model: m)
+  /// Whether runs may go on at once (a shared real model runs them one at a time).
+  public var concurrentRuns: Bool { world.concurrentRuns }
+
+  /// KL(p*‖p_0) of the didactic pre-training prior; nil for a real model (its own distribution is the prior).
+  public var priorKL: Double? {
+    guard let didactic = (world as? InclusiveWorld)?.didactic else { return nil }
+    return didactic.meanKL(model: (0..<didactic.prompts).map { didactic.prior(prompt: $0) })
   }
+
+  /// The world's asymptotic query-design bound (the didactic world with K = 2 only).
+  var designBound: QueryDesignBound? { (world as? InclusiveWorld)?.didactic.queryDesignBound() }
+
+  var worldSummary: String { world.summary }
 }

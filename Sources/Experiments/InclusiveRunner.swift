@@ -1,5 +1,6 @@
 import Alignment
 import Foundation
+import LM
 import Torch
 import Worlds
 
@@ -30,53 +31,63 @@ public struct InclusiveSummary: Codable, Sendable {
   /// The smallest ratio of queries (any rule / passive) the world allows asymptotically by reducing variance
   /// alone (not bias); nil when it is not computed (K ≠ 2 or a large response space). See `QueryDesignBound`.
   public let designBound: QueryDesignBound?
+  /// The world in a sentence or two (the report's opening).
+  public var world: String = ""
 }
 
 /// Runs every (rule, seed) of the experiment — in parallel on the available cores, resumably (finished
 /// runs are kept under `out/runs/` and skipped) — and writes metrics.jsonl, summary.json, report.md and
 /// SVG plots.
 public enum InclusiveRunner {
-  public static func run(_ config: InclusiveConfig, out: URL, progress: @escaping @Sendable (String) -> Void = { _ in })
-    throws -> InclusiveSummary
+  /// With `chat`, the natural-language world on that model (`config.model` names it in the report).
+  public static func run(_ config: InclusiveConfig, chat: ChatModel? = nil, out: URL,
+                         progress: @escaping @Sendable (String) -> Void = { _ in }) throws -> InclusiveSummary
   {
     // Passive always runs: it is the reference every rule is compared with, and the default target.
     var config = config
     if !config.rules.contains(.passive) { config.rules.insert(.passive, at: 0) }
-    let experiment = try InclusiveExperiment(config: config)
+    let experiment = try InclusiveExperiment(config: config, chat: chat)
     let fm = FileManager.default
     let runs = out.appendingPathComponent("runs")
     try fm.createDirectory(at: runs, withIntermediateDirectories: true)
     try ExperimentFiles.claim(out, config: config)
 
-    // Pre-train once (every rule and seed starts from the same model), then run every job on its own thread,
-    // with one libtorch and one OpenBLAS thread each (two pools per job would fight over the same cores).
-    let cores = ProcessInfo.processInfo.activeProcessorCount, blasThreads = BLAS.threads
-    func threads(_ n: Int) {
-      Torch.threads = n
-      if blasThreads != nil { BLAS.threads = n == 1 ? 1 : blasThreads }
+    // Pre-train once (every rule and seed starts from the same model) with the process's thread settings, then
+    // run every job on its own thread with one libtorch and one OpenBLAS thread each (two pools per job would
+    // fight over the same cores); a shared real model runs its jobs one at a time with the process's settings.
+    let (torchThreads, blasThreads) = (Torch.threads, BLAS.threads)
+    func threads(single: Bool) {
+      Torch.threads = single ? 1 : torchThreads
+      if let blasThreads { BLAS.threads = single ? 1 : blasThreads }
     }
-    threads(1)
-    defer { threads(cores) }
+    let perJob = experiment.concurrentRuns
+    threads(single: perJob)
+    defer { threads(single: false) }
     let seeds = Array(0..<config.seeds)
-    /// Pre-trained weights kept under runs/ as `name`, made (on every core) the first time.
+    /// Pre-trained weights kept under runs/ as `name`, made (on every core) the first time; empty when the
+    /// world's model is its own starting point.
     func pretrained(_ name: String, baseline: Bool) throws -> (weights: [String: Tensor], made: Bool) {
       let file = runs.appendingPathComponent(name)
       if let w = try? Safetensors.load(file) { return (w, false) }
-      threads(cores)
+      threads(single: false)
       let w = experiment.pretrained(seed: 0, baseline: baseline)
-      threads(1)
+      threads(single: perJob)
+      guard let w else { return ([:], true) }
       try Safetensors.save(w, to: file)
       return (w, true)
     }
     let (weights, made) = try pretrained("pretrained.safetensors", baseline: false)
-    if made { progress(String(format: "pre-trained on p_0 (KL(p*‖π_pre) %.4f)", try experiment.meanKL(weights))) }
+    if made {
+      progress(String(format: "%@ (KL(p*‖π_pre) %.4f)", weights.isEmpty ? "the model as it is" : "pre-trained on p_0",
+                      try experiment.meanKL(weights)))
+    }
     let baselineWeights = experiment.baselineHasOwnLayout
       ? try pretrained("pretrained-baseline.safetensors", baseline: true).weights : weights
     let jobs: [(rule: SelectionRule?, seed: Int)] = seeds.flatMap { s in config.rules.map { ($0, s) } + [(nil, s)] }
     let results = Locked([RunResult]())
     let failure = Locked<Error?>(nil)
     let decoder = JSONDecoder()
-    DispatchQueue.concurrentPerform(iterations: jobs.count) { j in
+    @Sendable func job(_ j: Int) {
       let (rule, seed) = jobs[j]
       let name = "\(rule?.rawValue ?? "baseline_rm_policy")-seed\(seed)"
       let file = runs.appendingPathComponent(name + ".json")
@@ -93,6 +104,11 @@ public enum InclusiveRunner {
       } catch {
         failure.mutate { $0 = $0 ?? error }
       }
+    }
+    if experiment.concurrentRuns {
+      DispatchQueue.concurrentPerform(iterations: jobs.count) { job($0) }
+    } else {
+      for j in jobs.indices where failure.value == nil { job(j) }
     }
     if let error = failure.value { throw error }
     let summary = summarize(results.value, config: config, experiment: experiment)
@@ -122,9 +138,10 @@ public enum InclusiveRunner {
                          klLow: bands.map(\.low), klHigh: bands.map(\.high))
     }
     let pretrainedKL = Interval(curves(SelectionRule.passive.rawValue).map { $0[0].kl }).mean
-    return InclusiveSummary(targetKL: target, priorKL: experiment.priorKL, pretrainedKL: pretrainedKL, budget: config.budget,
+    return InclusiveSummary(targetKL: target, priorKL: experiment.priorKL ?? pretrainedKL, pretrainedKL: pretrainedKL, budget: config.budget,
                             rules: Dictionary(uniqueKeysWithValues: config.rules.map { ($0.rawValue, summary($0.rawValue)) }),
-                            baseline: summary("baseline_rm_policy"), designBound: experiment.world.population.queryDesignBound())
+                            baseline: summary("baseline_rm_policy"), designBound: experiment.designBound,
+                            world: experiment.worldSummary)
   }
 
   /// The `--json` object: summary.json's content.
@@ -170,12 +187,9 @@ public enum InclusiveRunner {
     var text = """
       # Inclusive fine-tuning with active exploration
 
-      A population of \(config.population.types) types (weights \(config.population.weights.map { String(format: "%.2f", $0) }.joined(separator: ", "))) \
-      answers \(config.population.candidates)-way questions about \(config.population.prompts) prompts whose responses are \
-      \(config.population.length) tokens over \(config.population.vocabulary) symbols. A \(config.layers)-layer transformer \
-      pre-trained on a prior biased towards the majority type (KL(p*‖p₀) = \(String(format: "%.4f", s.priorKL)); after \
-      pre-training KL(p*‖π) = \(String(format: "%.4f", s.pretrainedKL))) is fine-tuned by fitting its own likelihood to the \
-      choices, with a\(config.epistemic == .ensemble ? "n ensemble" : "n epinet") head choosing the questions. \
+      \(s.world) (KL(p*‖p₀) = \(String(format: "%.4f", s.priorKL)); at the start \
+      KL(p*‖π) = \(String(format: "%.4f", s.pretrainedKL))) is fine-tuned by fitting its own likelihood to the \
+      choices\(config.holdOutEvery > 0 ? " (every \(config.holdOutEvery)th answer held out for early stopping)" : ""), with a\(config.epistemic == .ensemble ? "n ensemble" : "n epinet") head choosing the questions. \
       Budget \(config.budget) queries, \(config.seeds) seeds, updates every \(config.batchSize) queries. The target is \
       \(config.targetKL == nil ? "the passive rule's final KL" : "the configured KL").
 

@@ -24,7 +24,7 @@ import Foundation
 ///
 /// All distributions are tabulated when the population is built (`prompts × types × V^L` doubles, bounded
 /// by `PopulationConfig.maxTableEntries`). Indices out of range are programming errors and trap.
-public struct DidacticPopulation: Sendable {
+public struct DidacticPopulation: ChoicePopulation {
   public let config: PopulationConfig
   /// The type weights normalised to sum to 1.
   public let weights: [Double]
@@ -181,56 +181,6 @@ public struct DidacticPopulation: Sendable {
     var sum = 0.0
     for (pos, token) in response(index).enumerated() { sum += q[pos][token] }
     return sum
-  }
-
-  // MARK: Choices
-
-  /// The Luce rule for type m: P(pick candidates[i]) = p_m(y_i|x) / Σ_k p_m(y_k|x), computed in log space.
-  public func choiceProbabilities(type: Int, prompt: Int, candidates: [Int]) -> [Double] {
-    precondition(!candidates.isEmpty, "a query needs at least one candidate")
-    let logs = candidates.map { logProbability(type: type, prompt: prompt, response: $0) }
-    let top = logs.max()!
-    let e = logs.map { exp($0 - top) }
-    let sum = e.reduce(0, +)
-    return e.map { $0 / sum }
-  }
-
-  /// What a random person picks: Σ_m w_m · Luce_m(candidates).
-  public func populationChoiceProbabilities(prompt: Int, candidates: [Int]) -> [Double] {
-    var total = [Double](repeating: 0, count: candidates.count)
-    for type in 0..<types {
-      let p = choiceProbabilities(type: type, prompt: prompt, candidates: candidates)
-      for i in 0..<p.count { total[i] += weights[type] * p[i] }
-    }
-    return total
-  }
-
-  /// A random person (type m ~ w) answers the query: `choice` is an index into `candidates`.
-  public func answer(prompt: Int, candidates: [Int], rng: inout SplitMix64) -> (type: Int, choice: Int) {
-    let type = rng.categorical(weights)
-    let choice = rng.categorical(choiceProbabilities(type: type, prompt: prompt, candidates: candidates))
-    return (type, choice)
-  }
-
-  // MARK: Metrics
-
-  /// KL(p ‖ q) = Σ_i p_i log(p_i / q_i) in nats; terms with p_i = 0 contribute 0 and q is floored at 1e-300,
-  /// so a model that rules out a target response gets a large finite penalty rather than infinity.
-  public static func kl(_ p: [Double], _ q: [Double]) -> Double {
-    precondition(p.count == q.count, "kl: distributions of \(p.count) and \(q.count) entries")
-    var sum = 0.0
-    for i in 0..<p.count where p[i] > 0 {
-      sum += p[i] * (log(p[i]) - log(max(q[i], 1e-300)))
-    }
-    return sum
-  }
-
-  /// The inclusiveness metric (METHODS.md §1.1): mean over prompts of KL(p*(·|x) ‖ model[x]).
-  public func meanKL(model: [[Double]]) -> Double {
-    precondition(model.count == prompts, "meanKL: \(model.count) model distributions for \(prompts) prompts")
-    var sum = 0.0
-    for x in 0..<prompts { sum += Self.kl(targetTable[x], model[x]) }
-    return sum / Double(prompts)
   }
 
   // MARK: Text

@@ -3,6 +3,7 @@ import Experiments
 import Foundation
 import Testing
 import Torch
+import LM
 import Worlds
 @testable import Experiments
 
@@ -87,7 +88,7 @@ import Worlds
     c.budget = 40
     c.rules = [.passive, .contrast]
     let e = try InclusiveExperiment(config: c)
-    let weights = e.pretrained(seed: 0)
+    let weights = try #require(e.pretrained(seed: 0))
     let start = try e.meanKL(weights)
     for seed in 0..<2 {
       let passive = try e.run(rule: .passive, seed: seed, pretrained: weights).curve.last!.kl
@@ -162,4 +163,60 @@ import Worlds
     let text = String(decoding: try! JSONEncoder().encode(InclusiveConfig()), as: UTF8.self).replacingOccurrences(of: "\"epinet\"", with: "\"bayes\"")
     #expect { try JSONDecoder().decode(InclusiveConfig.self, from: Data(text.utf8)) } throws: { "\($0)".contains("epistemic") }
   }
+}
+
+/// The natural-language world on a tiny chat model (byte tokenizer, random llama): its policy is the softmax of
+/// β × each answer's mean token log-probability over a question's eight answers, a run fine-tunes a LoRA
+/// adapter and takes it off again, and the runner writes the same report.
+@Test func theTextWorldScoresEveryAnswerAndRunsOnAChatModel() throws {
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inclusive-text-\(UUID().uuidString)")
+  defer { try? FileManager.default.removeItem(at: dir) }
+  try ByteVocabulary.write(to: dir.appendingPathComponent("tok"))
+  let tokenizer = try BPETokenizer(directory: dir.appendingPathComponent("tok"))
+  let model = Checkpoint.makeModel(ModelConfig(family: .llama, vocabSize: ByteVocabulary.size, hiddenSize: 16, layers: 1, heads: 2,
+                                               maxPositions: 512), generator: Generator(seed: 1))
+  let chat = ChatModel(model: model, tokenizer: tokenizer, template: .plain)
+  var c = InclusiveConfig.text(model: "tiny")
+  c.seeds = 1
+  c.budget = 4
+  c.batchSize = 2
+  c.updateSteps = 2
+  c.loraRank = 2
+  c.heldOutQueries = 10
+  c.rules = [.passive, .expectedKL]
+  let world = try TextWorld(chat: chat, config: c)
+  let text = TextPopulation()
+  // The table against scoring one chat on its own: question 2, answer 5.
+  let table = withoutGradients { world.policyTable(model) }
+  let mass = table.exp().sum(dim: 1).toArray(Double.self)
+  #expect(table.size(0) == 4 && table.size(1) == 8 && mass.allSatisfy { abs($0 - 1) < 1e-5 })
+  let scores = (0..<8).map { y -> Double in
+    let s = SFTData.chatSequence([ChatMessage(role: "user", content: text.questions[2]), ChatMessage(role: "assistant", content: text.answers[2][y].text)],
+                                 tokenizer: tokenizer, template: .plain)!
+    let lp = withoutGradients { model.score(PaddedBatch([s.tokens], padId: 0)).tokenLogProbs }.toArray(Double.self)
+    let answer = (1..<s.tokens.count).filter { s.targets[$0] }.map { lp[$0 - 1] }
+    return c.textScale * answer.reduce(0, +) / Double(answer.count)
+  }
+  let top = scores.max()!, lse = top + Foundation.log(scores.map { Foundation.exp($0 - top) }.reduce(0, +))
+  let row = table[2].toArray(Double.self)
+  for y in 0..<8 { #expect(abs(row[y] - (scores[y] - lse)) < 1e-4, "answer \(y)") }
+  // The population: three types whose preferences follow the documented attributes.
+  #expect(text.target(prompt: 0).reduce(0, +) > 0.999_999)
+  // Answers: practical then why, each short formal, short casual, long formal, long casual.
+  let busy = (0..<8).map { text.logProbability(type: 0, prompt: 1, response: $0) }
+  #expect(busy[0] == busy[1] && busy[0] > busy[2...].max()!)  // short and practical, either tone
+  let learner = (0..<8).map { text.logProbability(type: 1, prompt: 1, response: $0) }
+  #expect(learner.indices.max { learner[$0] < learner[$1] } == 6)  // long, formal, explained
+  let friendly = (0..<8).map { text.logProbability(type: 2, prompt: 1, response: $0) }
+  #expect(abs(friendly[1] - friendly[0] - 2.5) < 1e-12)  // casual over formal by the utility's 2.5
+  // End to end: every run ends with the adapter off and the base weights untouched.
+  let before = model.namedParameters().map { $0.tensor.toArray(Float.self) }
+  let out = dir.appendingPathComponent("out")
+  let s = try InclusiveRunner.run(c, chat: chat, out: out)
+  #expect(Set(s.rules.keys) == ["passive", "expected_kl"])
+  #expect(s.rules["passive"]!.meanCurve.map(\.queries) == [0, 2, 4])
+  #expect(s.baseline.finalKL.isFinite && s.pretrainedKL.isFinite)
+  #expect(!Adapter.isAttached(model))
+  #expect(model.namedParameters().map { $0.tensor.toArray(Float.self) } == before)
+  #expect(try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8).contains("everyday questions"))
 }
