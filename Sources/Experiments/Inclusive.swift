@@ -72,7 +72,9 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
   public var model: String? = nil
   public var loraRank = 8
   public var loraAlpha = 16.0
-  public var textScale = 4.0
+  /// The adapter sits on the last `loraLayers` blocks (0: every block).
+  public var loraLayers = 6
+  public var textScale = 2.0
 
   public init() {}
 
@@ -93,9 +95,9 @@ public struct InclusiveConfig: Codable, Sendable, Equatable {
     var c = InclusiveConfig()
     c.model = model
     c.population.candidates = 2
-    c.budget = 40
-    c.batchSize = 10
-    c.updateSteps = 5
+    c.budget = 20
+    c.batchSize = 5
+    c.updateSteps = 3
     c.learningRate = 1e-3
     c.priorStrength = 10
     c.seeds = 2
@@ -126,6 +128,8 @@ public struct CurvePoint: Codable, Sendable {
   public let queries: Int
   public let kl: Double
   public let heldOutLogLoss: Double
+  /// The same held-out choices under the epistemic head's posterior predictive (rules only).
+  public var heldOutPredictiveLogLoss: Double? = nil
 }
 
 /// One (rule, seed) run's curve.
@@ -381,22 +385,47 @@ public final class InclusiveExperiment {
       : Epinet(features: world.featureSize, priorScale: config.priorScale, generator: g)
   }
 
-  /// −mean log P(choice) of `queries` over index samples, where `scores` [Z, P·M·R] are the per-index scores
-  /// of every sequence (M types, prompt-major) and `typeLog` [P, M] the types' log-weights (nil: one type,
-  /// the single Luce rule). Every query's candidates are sequences of the enumerable table, so one forward
+  /// log P(choice) of each query under each index sample [Z, n], where `scores` [Z, P·M·R] are the per-index
+  /// scores of every sequence (M types, prompt-major) and `typeLog` [P, M] the types' log-weights (nil: one
+  /// type, the single Luce rule). Every query's candidates are sequences of the enumerable table, so one forward
   /// pass over the table scores all of them at once.
-  func choiceLoss(scores: Tensor, typeLog: Tensor?, queries: [Query]) -> Tensor {
+  func choiceLogProbabilities(scores: Tensor, typeLog: Tensor?, queries: [Query]) -> Tensor {
     let k = config.population.candidates, z = scores.size(0), n = queries.count
     let r = population.responseCount, types = typeLog?.size(1) ?? 1
     let index = Tensor(queries.flatMap { q in
       (0..<types).flatMap { m in q.shown.map { Int64((q.prompt * types + m) * r + $0) } }
     })
     let shown = scores.indexSelect(dim: 1, index: index).reshaped([z * n, types, k])
-    let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, n]).reshaped([-1])
-    guard let typeLog else { return ChoiceLoss.compute(scores: shown.squeezed(dim: 1), chosen: chosen).loss }
-    let logW = typeLog.indexSelect(dim: 0, index: Tensor(queries.map { Int64($0.prompt) })).unsqueezed(dim: 0)
-      .expanded(to: [z, n, types]).reshaped([z * n, types])
-    return ChoiceLoss.compute(typeLogWeights: logW, scores: shown, chosen: chosen).loss
+    let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, n]).reshaped([-1, 1])
+    let logW = typeLog.map {
+      $0.indexSelect(dim: 0, index: Tensor(queries.map { Int64($0.prompt) })).unsqueezed(dim: 0).expanded(to: [z, n, types])
+        .reshaped([z * n, types])
+    } ?? Tensor.zeros([z * n, 1], dtype: scores.dtype)
+    return ChoiceLoss.logProbabilities(typeLogWeights: logW, scores: shown).gather(dim: 1, index: chosen).reshaped([z, n])
+  }
+
+  /// −mean log P(choice) of `queries` over index samples (`choiceLogProbabilities`).
+  func choiceLoss(scores: Tensor, typeLog: Tensor?, queries: [Query]) -> Tensor {
+    -choiceLogProbabilities(scores: scores, typeLog: typeLog, queries: queries).mean()
+  }
+
+  /// The per-index scores of every sequence [Z, P·M·R]: each type's log π(y|x, m) plus the head's perturbation of
+  /// the response (the same for every type).
+  func headScores(_ perType: Tensor, features: Tensor, head: any EpistemicHead, indices: Tensor) -> Tensor {
+    let (p, r) = (population.prompts, population.responseCount)
+    let perturbation = head.perturbation(features: features, indices: indices).reshaped([-1, p, 1, r])
+    return (perType.unsqueezed(dim: 0) + perturbation).reshaped([indices.size(0), -1])
+  }
+
+  /// The held-out choice log-loss of the epistemic model's posterior predictive, −mean log E_z P_z(choice): how
+  /// well calibrated the head's spread is (below the plain model's log-loss when it is).
+  func predictiveLogLoss(_ t: Snapshot, head: any EpistemicHead, types: Int, queries: [Query], generator: Generator) -> Double {
+    withoutGradients {
+      let z = head.sampleIndices(config.indexSamples, generator: generator)
+      let lp = choiceLogProbabilities(scores: headScores(t.perType, features: t.features, head: head, indices: z),
+                                      typeLog: types > 1 ? t.typeLog : nil, queries: queries)
+      return -(lp.logSumExp(dim: 0) - Foundation.log(Double(z.size(0)))).mean().item()
+    }
   }
 
   /// The choice loss plus the prior term μ/n · KL(π_pre ‖ π) of the implied policy `table` [P, R]
@@ -450,8 +479,10 @@ public final class InclusiveExperiment {
     let held = heldOut(seed: s)
     let (p, r, types) = (population.prompts, population.responseCount, world.types)
     var queries: [Query] = [], validation: [Query] = []
+    let evaluation = Generator(seed: s &+ 0xCA1)
     func point(_ t: Snapshot, _ asked: Int) -> CurvePoint {
-      CurvePoint(queries: asked, kl: world.meanKL(t.marginal), heldOutLogLoss: logLoss(t.perType, typeLog: types > 1 ? t.typeLog : nil, held))
+      CurvePoint(queries: asked, kl: world.meanKL(t.marginal), heldOutLogLoss: logLoss(t.perType, typeLog: types > 1 ? t.typeLog : nil, held),
+                 heldOutPredictiveLogLoss: predictiveLogLoss(t, head: head, types: types, queries: held, generator: evaluation))
     }
     // The model's tables and features, taken once after each update: for the curve, and for the next batch's questions.
     var now = withoutGradients { world.snapshot(model) }
@@ -491,9 +522,7 @@ public final class InclusiveExperiment {
       try fit(opt, queries: queries.count, keep: keep) {
         let t = world.tables(model)
         let typeLog = types > 1 ? t.typeLog : nil
-        let z = head.sampleIndices(config.indexSamples, generator: gen)
-        let perturbation = head.perturbation(features: phi, indices: z).reshaped([-1, p, 1, r])
-        let scores = (t.perType.unsqueezed(dim: 0) + perturbation).reshaped([-1, p * types * r])
+        let scores = headScores(t.perType, features: phi, head: head, indices: head.sampleIndices(config.indexSamples, generator: gen))
         var loss = feedbackLoss(scores: scores, typeLog: typeLog, table: t.marginal, preTable: preTable, queries: queries)
         if let reg = head.regularizer(dataSize: queries.count) { loss = loss + reg }
         return (loss, keep.isEmpty ? nil : withoutGradients { logLoss(t.perType, typeLog: typeLog, validation) })

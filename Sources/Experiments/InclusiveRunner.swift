@@ -126,8 +126,10 @@ public enum InclusiveRunner {
       let cs = curves(rule)
       let points = cs[0].count
       let mean = (0..<points).map { i in
-        CurvePoint(queries: cs[0][i].queries, kl: Interval(cs.map { $0[i].kl }).mean,
-                   heldOutLogLoss: Interval(cs.map { $0[i].heldOutLogLoss }).mean)
+        let predictive = cs.compactMap { $0[i].heldOutPredictiveLogLoss }
+        return CurvePoint(queries: cs[0][i].queries, kl: Interval(cs.map { $0[i].kl }).mean,
+                          heldOutLogLoss: Interval(cs.map { $0[i].heldOutLogLoss }).mean,
+                          heldOutPredictiveLogLoss: predictive.count == cs.count ? Interval(predictive).mean : nil)
       }
       let bands = (0..<points).map { i in Interval(cs.map { $0[i].kl }) }
       let toTarget = cs.map { c in Double(c.first { $0.kl <= target }?.queries ?? config.budget) }
@@ -158,7 +160,11 @@ public enum InclusiveRunner {
 
   static func write(_ s: InclusiveSummary, results: [RunResult], config: InclusiveConfig, to out: URL) throws {
     try ExperimentFiles.writeMetrics(results.sorted(by: { ($0.rule, $0.seed) < ($1.rule, $1.seed) }).flatMap { r in
-      r.curve.map { ["rule": r.rule, "seed": r.seed, "queries": $0.queries, "kl": $0.kl, "held_out_log_loss": $0.heldOutLogLoss] as [String: Any] }
+      r.curve.map { p in
+        var line: [String: Any] = ["rule": r.rule, "seed": r.seed, "queries": p.queries, "kl": p.kl, "held_out_log_loss": p.heldOutLogLoss]
+        if let predictive = p.heldOutPredictiveLogLoss { line["held_out_predictive_log_loss"] = predictive }
+        return line
+      }
     }, to: out)
     try JSONSerialization.data(withJSONObject: summaryJSON(s), options: [.prettyPrinted, .sortedKeys])
       .write(to: out.appendingPathComponent("summary.json"), options: .atomic)

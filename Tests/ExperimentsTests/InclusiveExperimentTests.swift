@@ -155,6 +155,27 @@ import Worlds
     #expect(mass.allSatisfy { abs($0 - 1) < 1e-5 })
   }
 
+  /// The posterior-predictive held-out log-loss −mean log E_z P_z(choice) is at most the mean over indices of each
+  /// index's log-loss (Jensen), and equals the plain model's log-loss when the head adds nothing (an ensemble of identical zero members).
+  @Test func thePredictiveLogLossIsJensenBelowThePerIndexLossAndThePlainOneWithoutAHead() throws {
+    var c = InclusiveConfig()
+    c.heldOutQueries = 50
+    let e = try InclusiveExperiment(config: c)
+    let world = e.world
+    let run = try world.runModel(seed: 1, pretrained: try #require(e.pretrained(seed: 1)))
+    let t = withoutGradients { world.snapshot(run.model) }
+    let held = e.heldOut(seed: 3)
+    let head = e.makeHead(seed: 2)
+    let predictive = e.predictiveLogLoss(t, head: head, types: 1, queries: held, generator: Generator(seed: 5))
+    let z = head.sampleIndices(c.indexSamples, generator: Generator(seed: 5))
+    let perIndex = withoutGradients { e.choiceLoss(scores: e.headScores(t.perType, features: t.features, head: head, indices: z), typeLog: nil, queries: held) }.item()
+    #expect(predictive <= perIndex + 1e-9 && predictive > 0)
+    let silent = EnsembleHead(features: c.dModel, count: 4, priorScale: 0, anchorWeight: 0, generator: Generator(seed: 1))
+    withoutGradients { for m in silent.members { for p in m.namedParameters() { p.tensor.zero_() } } }
+    let plain = e.logLoss(t.perType, held)
+    #expect(abs(e.predictiveLogLoss(t, head: silent, types: 1, queries: held, generator: Generator(seed: 5)) - plain) < 1e-6)
+  }
+
   @Test func badConfigurationsAreRefusedWithTheirName() {
     var c = InclusiveConfig()
     c.budget = 50
