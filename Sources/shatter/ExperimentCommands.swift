@@ -65,7 +65,7 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "The choice model: luce (one Luce rule on log π) or mixture (latent person types the model predicts; its policy is their marginal). Default: the preset's.")
   var choiceModel: ChoiceModelKind?
   @Option(help: "Latent types of the mixture choice model.") var modelTypes = d.modelTypes
-  @Option(help: "Seeds per rule (fewer make the queries-to-target comparison mostly noise). Default: \(CELConfig.defaultSeeds); 2 with --model.") var seeds: Int?
+  @Option(help: "Seeds per rule (fewer make the queries-to-target comparison mostly noise). Default: \(d.seeds); 2 with --model.") var seeds: Int?
   @Option(help: "Queries per run (default: \(d.budget); 40 with --model).") var budget: Int?
   @Option(help: "Queries between model updates (default: \(d.batchSize); 10 with --model).") var batchSize: Int?
   @Option(help: "Candidates sampled from the policy per query, from which the rule picks K (default: \(d.candidates), every answer with --model).") var candidates: Int?
@@ -95,7 +95,7 @@ struct InclusiveCommand: ParsableCommand {
     default: throw UserError("--preset \(preset): expected default or methods")
     }
     // A flag given overrides the preset's value.
-    c.seeds = seeds ?? (model == nil ? CELConfig.defaultSeeds : c.seeds)
+    c.seeds = seeds ?? c.seeds
     c.budget = budget ?? c.budget; c.batchSize = batchSize ?? c.batchSize
     c.candidates = candidates ?? c.candidates; c.epistemic = epistemic
     c.indexSamples = indexSamples; c.priorScale = priorScale
