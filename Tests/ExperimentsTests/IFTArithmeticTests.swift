@@ -25,11 +25,8 @@ import Worlds
 @Test func theIFTArithmeticExperimentRunsAndResumesToTheSameSummary() throws {
   let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ift-arith-\(UUID().uuidString)")
   defer { try? FileManager.default.removeItem(at: dir) }
-  try ByteVocabulary.write(to: dir.appendingPathComponent("tok"))
-  let tokenizer = try BPETokenizer(directory: dir.appendingPathComponent("tok"))
-  let model = Checkpoint.makeModel(ModelConfig(family: .llama, vocabSize: ByteVocabulary.size, hiddenSize: 16, layers: 1, heads: 2,
-                                               maxPositions: 256), generator: Generator(seed: 1))
-  let chat = ChatModel(model: model, tokenizer: tokenizer, template: .plain)
+  let chat = try tinyChat(in: dir)
+  let model = chat.model
   var c = IFTArithmeticConfig()
   c.model = "tiny"
   c.seeds = 2

@@ -192,11 +192,8 @@ import Worlds
 @Test func theTextWorldScoresEveryAnswerAndRunsOnAChatModel() throws {
   let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inclusive-text-\(UUID().uuidString)")
   defer { try? FileManager.default.removeItem(at: dir) }
-  try ByteVocabulary.write(to: dir.appendingPathComponent("tok"))
-  let tokenizer = try BPETokenizer(directory: dir.appendingPathComponent("tok"))
-  let model = Checkpoint.makeModel(ModelConfig(family: .llama, vocabSize: ByteVocabulary.size, hiddenSize: 16, layers: 1, heads: 2,
-                                               maxPositions: 512), generator: Generator(seed: 1))
-  let chat = ChatModel(model: model, tokenizer: tokenizer, template: .plain)
+  let chat = try tinyChat(in: dir, maxPositions: 512)
+  let (model, tokenizer) = (chat.model, chat.tokenizer)
   var c = InclusiveConfig.text(model: "tiny")
   c.seeds = 1
   c.budget = 4
