@@ -129,7 +129,8 @@ public enum QuerySelection {
   /// - infomax: (k = 2) the pair maximising Var_z[σ(r_z(y) − r_z(y'))], the variance of the predicted preference;
   /// - double Thompson sampling: the argmax under one index, then the argmax under further indices until it
   ///   differs (at most Z tries), else a random other candidate;
-  /// - contrast (choice): the argmax and the argmin of mean_z r, "best-of-N against worst-of-N";
+  /// - contrast (choice): the argmax and the argmin of mean_z r, "best-of-N against worst-of-N" (for K > 2, the
+  ///   rest spread evenly down the ranking between them);
   /// - contrastive Thompson sampling (choice): the argmax under one index and the argmin of the others under a
   ///   second index (the same index when Z = 1).
   /// Why the two contrast rules: a model pre-trained on a majority is over-confident, its likelihood ratios too
@@ -189,7 +190,15 @@ public enum QuerySelection {
       }
       let top = argmax(best)
       let bottom = (0..<n).filter { $0 != top }.min { worst[$0] < worst[$1] }!
-      return k == 2 ? [top, bottom] : [top, bottom] + randomDistinct(excluding: [top, bottom])
+      guard k > 2 else { return [top, bottom] }
+      // K > 2: the rest spread evenly down the ranking between the two ends (K = 3: the middle candidate).
+      let rest = (0..<n).filter { $0 != top && $0 != bottom }.sorted { best[$0] > best[$1] }
+      var picks = [top, bottom]
+      for j in 1...(k - 2) {
+        let at = Swift.min(Swift.max(j * (rest.count + 1) / (k - 1) - 1, 0), rest.count - 1)
+        picks.append(rest.first { !picks.contains($0) && rest.firstIndex(of: $0)! >= at } ?? rest.first { !picks.contains($0) }!)
+      }
+      return picks
     case .doubleThompson:
       var order = Array(samples.indices)
       order.shuffle(using: &rng)

@@ -80,6 +80,10 @@ struct FixedRNG: RandomNumberGenerator {
   #expect(QuerySelection.select(.contrast, samples: samples, rng: &rng) == [1, 2])
   let three = QuerySelection.select(.contrast, samples: samples, k: 3, rng: &rng)
   #expect(Array(three.prefix(2)) == [1, 2] && Set(three).count == 3)
+  // K = 3 of seven: the ends, then the middle of the five between them (candidate 0, score 3, of 5 4 3 2 1).
+  let seven: [[Double]] = [[3, 6, 0, 5, 1, 4, 2]]
+  #expect(QuerySelection.select(.contrast, samples: seven, k: 3, rng: &rng) == [1, 2, 0])
+  #expect(Set(QuerySelection.select(.contrast, samples: seven, k: 7, rng: &rng)).count == 7)
   // Ties everywhere: still two different candidates.
   #expect(Set(QuerySelection.select(.contrast, samples: [[0, 0, 0]], rng: &rng)).count == 2)
 }
