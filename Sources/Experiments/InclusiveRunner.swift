@@ -223,8 +223,10 @@ public enum InclusiveRunner {
   public static func designBoundLine(_ s: InclusiveSummary) -> String? {
     s.designBound.map {
       String(format: "Variance bound: once the model is near p*, no rule can need fewer than %.2f of passive's queries; "
-        + "a rule below that gains by correcting the pre-trained model's bias, which the bound does not count "
-        + "(docs/INCLUSIVE.md).", $0.ratio)
+        + "a rule below that gains by correcting the pre-trained model's bias, which the bound does not count. "
+        + "A rule driven by the head's uncertainty (infomax, double_ts, expected_kl) cannot: a posterior centred on "
+        + "the fit sees its own variance, not that bias (the ideal learner, scripts/active_design_ceiling.py, and "
+        + "docs/INCLUSIVE.md).", $0.ratio)
     }
   }
 }
