@@ -169,6 +169,10 @@ protocol FeedbackWorld: AnyObject {
   func snapshot(_ model: any CausalLM) -> Snapshot
   /// The world in a sentence or two, for the report.
   var summary: String { get }
+  /// KL(p*‖p_0) of a pre-training prior; nil when the model itself is the prior.
+  var priorKL: Double? { get }
+  /// The asymptotic query-design bound, where the world has one.
+  var designBound: QueryDesignBound? { get }
 }
 
 /// A model's tables and features at one moment (`FeedbackWorld.snapshot`).
@@ -285,6 +289,8 @@ final class InclusiveWorld: FeedbackWorld {
 
   var featureSize: Int { config.dModel }
   var concurrentRuns: Bool { true }
+  var priorKL: Double? { didactic.meanKL(model: (0..<didactic.prompts).map { didactic.prior(prompt: $0) }) }
+  var designBound: QueryDesignBound? { didactic.queryDesignBound() }
 
   func runModel(seed: UInt64, pretrained: [String: Tensor]) throws -> RunModel {
     let model = makeModel(seed: seed)
@@ -386,8 +392,8 @@ public final class InclusiveExperiment {
   }
 
   /// log P(choice) of each query under each index sample [Z, n], where `scores` [Z, P·M·R] are the per-index
-  /// scores of every sequence (M types, prompt-major) and `typeLog` [P, M] the types' log-weights (nil: one
-  /// type, the single Luce rule). Every query's candidates are sequences of the enumerable table, so one forward
+  /// scores of every sequence (M types, prompt-major) and `typeLog` [P, M] the types' log-weights (nil, or the
+  /// zeros [P, 1] a one-type world's tables carry: the single Luce rule). Every query's candidates are sequences of the enumerable table, so one forward
   /// pass over the table scores all of them at once.
   func choiceLogProbabilities(scores: Tensor, typeLog: Tensor?, queries: [Query]) -> Tensor {
     let k = config.population.candidates, z = scores.size(0), n = queries.count
@@ -396,12 +402,12 @@ public final class InclusiveExperiment {
       (0..<types).flatMap { m in q.shown.map { Int64((q.prompt * types + m) * r + $0) } }
     })
     let shown = scores.indexSelect(dim: 1, index: index).reshaped([z * n, types, k])
-    let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, n]).reshaped([-1, 1])
+    let chosen = Tensor(queries.map { Int64($0.choice) }).unsqueezed(dim: 0).expanded(to: [z, n]).reshaped([-1])
     let logW = typeLog.map {
       $0.indexSelect(dim: 0, index: Tensor(queries.map { Int64($0.prompt) })).unsqueezed(dim: 0).expanded(to: [z, n, types])
         .reshaped([z * n, types])
     } ?? Tensor.zeros([z * n, 1], dtype: scores.dtype)
-    return ChoiceLoss.logProbabilities(typeLogWeights: logW, scores: shown).gather(dim: 1, index: chosen).reshaped([z, n])
+    return ChoiceLoss.chosenLogProbabilities(typeLogWeights: logW, scores: shown, chosen: chosen).reshaped([z, n])
   }
 
   /// −mean log P(choice) of `queries` over index samples (`choiceLogProbabilities`).
@@ -419,11 +425,11 @@ public final class InclusiveExperiment {
 
   /// The held-out choice log-loss of the epistemic model's posterior predictive, −mean log E_z P_z(choice): how
   /// well calibrated the head's spread is (below the plain model's log-loss when it is).
-  func predictiveLogLoss(_ t: Snapshot, head: any EpistemicHead, types: Int, queries: [Query], generator: Generator) -> Double {
+  func predictiveLogLoss(_ t: Snapshot, head: any EpistemicHead, queries: [Query], generator: Generator) -> Double {
     withoutGradients {
       let z = head.sampleIndices(config.indexSamples, generator: generator)
       let lp = choiceLogProbabilities(scores: headScores(t.perType, features: t.features, head: head, indices: z),
-                                      typeLog: types > 1 ? t.typeLog : nil, queries: queries)
+                                      typeLog: t.typeLog, queries: queries)
       return -(lp.logSumExp(dim: 0) - Foundation.log(Double(z.size(0)))).mean().item()
     }
   }
@@ -459,6 +465,12 @@ public final class InclusiveExperiment {
     if let snapshot { withoutGradients { for (p, s) in zip(keep, snapshot) { p.copy_(s) } } }
   }
 
+  /// Files an answer: every `holdOutEvery`-th answered query goes to validation, the rest to the fit.
+  func record(_ answer: Query, fit: inout [Query], validation: inout [Query]) {
+    let asked = fit.count + validation.count + 1
+    if config.holdOutEvery > 0 && asked % config.holdOutEvery == 0 { validation.append(answer) } else { fit.append(answer) }
+  }
+
   /// A simulated person answers a question about prompt x showing `shown`.
   func ask(_ x: Int, _ shown: [Int], rng: inout SplitMix64) -> Query {
     Query(prompt: x, shown: shown, choice: population.answer(prompt: x, candidates: shown, rng: &rng).choice)
@@ -477,12 +489,12 @@ public final class InclusiveExperiment {
     let gen = Generator(seed: s &+ 0x5A)
     var rng = SplitMix64(seed: s &* 7919 &+ UInt64(SelectionRule.allCases.firstIndex(of: rule)!))
     let held = heldOut(seed: s)
-    let (p, r, types) = (population.prompts, population.responseCount, world.types)
+    let (p, r) = (population.prompts, population.responseCount)
     var queries: [Query] = [], validation: [Query] = []
     let evaluation = Generator(seed: s &+ 0xCA1)
     func point(_ t: Snapshot, _ asked: Int) -> CurvePoint {
-      CurvePoint(queries: asked, kl: world.meanKL(t.marginal), heldOutLogLoss: logLoss(t.perType, typeLog: types > 1 ? t.typeLog : nil, held),
-                 heldOutPredictiveLogLoss: predictiveLogLoss(t, head: head, types: types, queries: held, generator: evaluation))
+      CurvePoint(queries: asked, kl: world.meanKL(t.marginal), heldOutLogLoss: logLoss(t.perType, typeLog: t.typeLog, held),
+                 heldOutPredictiveLogLoss: predictiveLogLoss(t, head: head, queries: held, generator: evaluation))
     }
     // The model's tables and features, taken once after each update: for the curve, and for the next batch's questions.
     var now = withoutGradients { world.snapshot(model) }
@@ -512,20 +524,17 @@ public final class InclusiveExperiment {
           return rows.map { row in candidates.map { row[$0] } }
         }
         let picked = QuerySelection.select(rule, samples: samples, k: config.population.candidates, space: space, rng: &rng)
-        let answer = ask(x, picked.map { candidates[$0] }, rng: &rng)
-        let asked = queries.count + validation.count + 1
-        if config.holdOutEvery > 0 && asked % config.holdOutEvery == 0 { validation.append(answer) } else { queries.append(answer) }
+        record(ask(x, picked.map { candidates[$0] }, rng: &rng), fit: &queries, validation: &validation)
       }
       // Fit the model's own likelihood (plus the head's perturbation, the same for every type of a response)
       // to every choice so far. The head reads the features of this batch's model: they are stop-gradient,
       // and one full pass per batch instead of one per step keeps each step to the `contexts` pass.
       try fit(opt, queries: queries.count, keep: keep) {
         let t = world.tables(model)
-        let typeLog = types > 1 ? t.typeLog : nil
         let scores = headScores(t.perType, features: phi, head: head, indices: head.sampleIndices(config.indexSamples, generator: gen))
-        var loss = feedbackLoss(scores: scores, typeLog: typeLog, table: t.marginal, preTable: preTable, queries: queries)
+        var loss = feedbackLoss(scores: scores, typeLog: t.typeLog, table: t.marginal, preTable: preTable, queries: queries)
         if let reg = head.regularizer(dataSize: queries.count) { loss = loss + reg }
-        return (loss, keep.isEmpty ? nil : withoutGradients { logLoss(t.perType, typeLog: typeLog, validation) })
+        return (loss, keep.isEmpty ? nil : withoutGradients { logLoss(t.perType, typeLog: t.typeLog, validation) })
       }
       now = withoutGradients { world.snapshot(model) }
       curve.append(point(now, queries.count + validation.count))
@@ -562,9 +571,7 @@ public final class InclusiveExperiment {
       for _ in 0..<config.batchSize {
         let x = Int(rng.next() % UInt64(p))
         let candidates = probs[x].multinomial(config.candidates, replacement: false, generator: gen).toArray(Int.self)
-        let answer = ask(x, Array(candidates.prefix(config.population.candidates)), rng: &rng)
-        let asked = queries.count + validation.count + 1
-        if config.holdOutEvery > 0 && asked % config.holdOutEvery == 0 { validation.append(answer) } else { queries.append(answer) }
+        record(ask(x, Array(candidates.prefix(config.population.candidates)), rng: &rng), fit: &queries, validation: &validation)
       }
       try fit(opt, queries: queries.count, keep: keep) {
         let r = rewards()
@@ -599,13 +606,10 @@ public final class InclusiveExperiment {
   public var concurrentRuns: Bool { world.concurrentRuns }
 
   /// KL(p*‖p_0) of the didactic pre-training prior; nil for a real model (its own distribution is the prior).
-  public var priorKL: Double? {
-    guard let didactic = (world as? InclusiveWorld)?.didactic else { return nil }
-    return didactic.meanKL(model: (0..<didactic.prompts).map { didactic.prior(prompt: $0) })
-  }
+  public var priorKL: Double? { world.priorKL }
 
   /// The world's asymptotic query-design bound (the didactic world with K = 2 only).
-  var designBound: QueryDesignBound? { (world as? InclusiveWorld)?.didactic.queryDesignBound() }
+  var designBound: QueryDesignBound? { world.designBound }
 
   var worldSummary: String { world.summary }
 }

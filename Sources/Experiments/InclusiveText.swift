@@ -68,6 +68,8 @@ final class TextWorld: FeedbackWorld {
   var types: Int { 1 }
   var featureSize: Int { chat.model.config.hiddenSize }
   var concurrentRuns: Bool { false }
+  var priorKL: Double? { nil }
+  var designBound: QueryDesignBound? { nil }
 
   func pretrain(seed: UInt64) -> [String: Tensor]? { nil }
 
@@ -109,9 +111,8 @@ final class TextWorld: FeedbackWorld {
   }
 
   func tables(_ model: any CausalLM) -> (perType: Tensor, typeLog: Tensor, marginal: Tensor) {
-    let (p, r) = (text.prompts, text.responseCount)
-    let marginal = pass(model).scores.reshaped([p, r]).logSoftmax(dim: 1)
-    return (marginal.unsqueezed(dim: 1), Tensor.zeros([p, 1], dtype: marginal.dtype), marginal)
+    let s = snapshot(model)
+    return (s.perType, s.typeLog, s.marginal)
   }
 
   func features(_ model: any CausalLM) -> Tensor { pass(model).hidden }

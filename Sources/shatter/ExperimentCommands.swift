@@ -44,11 +44,13 @@ struct InclusiveCommand: ParsableCommand {
       report.md and SVG plots.
       """)
   static let d = InclusiveConfig()
+  /// The --model world's defaults, for the help.
+  static let t = InclusiveConfig.text(model: "")
 
   @Option(help: "Directory for the runs and the report.") var out = "out/inclusive"
   @Option(help: "World and fit together: default (2 prompts, V 4, L 2, K 2, one Luce rule) or methods (METHODS' size: 4 prompts, V 8, L 3, sharpness 2, K 3, a mixture of latent types); the flags below override it.")
   var preset = "default"
-  @Option(help: "A chat model (checkpoint directory or .gguf file, e.g. models/smollm2-135m-instruct): the natural-language world instead of the didactic one, 4 everyday questions with 8 written answers each, fine-tuned through a LoRA adapter per run; its defaults: K 2, budget 40, batch 10, 5 update steps, 2 seeds, rules passive, contrast, expected_kl, double_ts (flags given override them).")
+  @Option(help: "A chat model (checkpoint directory or .gguf file, e.g. models/smollm2-135m-instruct): the natural-language world instead of the didactic one, 4 everyday questions with 8 written answers each, fine-tuned through a LoRA adapter per run; its defaults: K \(t.population.candidates), budget \(t.budget), batch \(t.batchSize), \(t.updateSteps) update steps, \(t.seeds) seeds, rules \(t.rules.map(\.rawValue).joined(separator: ", ")) (flags given override them).")
   var model: String?
   @Option(help: "LoRA rank of the --model world's adapter.") var loraR = d.loraRank
   @Option(help: "β of the --model world's policy π(y|x) ∝ exp(β · mean token log-probability of y).") var textScale = d.textScale
@@ -65,21 +67,21 @@ struct InclusiveCommand: ParsableCommand {
   @Option(help: "The choice model: luce (one Luce rule on log π) or mixture (latent person types the model predicts; its policy is their marginal). Default: the preset's.")
   var choiceModel: ChoiceModelKind?
   @Option(help: "Latent types of the mixture choice model.") var modelTypes = d.modelTypes
-  @Option(help: "Seeds per rule (fewer make the queries-to-target comparison mostly noise). Default: \(d.seeds); 2 with --model.") var seeds: Int?
-  @Option(help: "Queries per run (default: \(d.budget); 40 with --model).") var budget: Int?
-  @Option(help: "Queries between model updates (default: \(d.batchSize); 10 with --model).") var batchSize: Int?
+  @Option(help: "Seeds per rule (fewer make the queries-to-target comparison mostly noise). Default: \(d.seeds); \(t.seeds) with --model.") var seeds: Int?
+  @Option(help: "Queries per run (default: \(d.budget); \(t.budget) with --model).") var budget: Int?
+  @Option(help: "Queries between model updates (default: \(d.batchSize); \(t.batchSize) with --model).") var batchSize: Int?
   @Option(help: "Candidates sampled from the policy per query, from which the rule picks K (default: \(d.candidates), every answer with --model).") var candidates: Int?
   @Option(help: "Epistemic head: epinet or ensemble.") var epistemic = d.epistemic
   @Option(help: "Index samples z per example and per selection (ensemble size for ensemble).") var indexSamples = d.indexSamples
   @Option(help: "β, the scale of the epistemic head's frozen prior network.") var priorScale = d.priorScale
-  @Option(help: "Comma-separated selection rules (passive is always run): passive (uniform), boltzmann (∝ exp(mean score)), infomax (the pair whose preference varies most over indices), double_ts (argmax under two indices), contrast (best against worst by mean score), ts_contrast (best under one index against worst under another), expected_kl (the K whose answer most reduces the expected KL from the head's posterior samples to the policy). Default: all; passive,contrast,expected_kl,double_ts with --model.")
+  @Option(help: "Comma-separated selection rules (passive is always run): passive (uniform), boltzmann (∝ exp(mean score)), infomax (the pair whose preference varies most over indices), double_ts (argmax under two indices), contrast (best against worst by mean score), ts_contrast (best under one index against worst under another), expected_kl (the K whose answer most reduces the expected KL from the head's posterior samples to the policy). Default: all; \(t.rules.map(\.rawValue).joined(separator: ",")) with --model.")
   var rules: String?
   @Option(help: "Target KL (default: the passive rule's final KL).") var targetKl: Double?
-  @Option(help: "Optimizer steps after each batch of queries, on every query so far (default: \(d.updateSteps); 5 with --model).") var updateSteps: Int?
+  @Option(help: "Optimizer steps after each batch of queries, on every query so far (default: \(d.updateSteps); \(t.updateSteps) with --model).") var updateSteps: Int?
   @Option(help: "AdamW learning rate of the feedback updates (default: \(d.learningRate)).") var learningRate: Double?
   @Option(help: "Keep every Nth answered query out of the fit as validation; each update keeps the step with the lowest validation choice log-loss (early stopping). 0: none. Default: the preset's (0 default, 5 methods).")
   var holdOutEvery: Int?
-  @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries (default: \(d.priorStrength); 10 with --model).") var priorStrength: Double?
+  @Option(help: "μ: weight of KL(π_pre‖π) in units of queries; its pull fades as 1/queries (default: \(d.priorStrength); \(t.priorStrength) with --model).") var priorStrength: Double?
   @Option(help: "Pre-training steps on p_0.") var pretrainSteps = d.pretrainSteps
   @Option(help: "β of the baseline's KL-regularised policy update π ∝ π_pre·exp(r/β).") var baselineBeta = d.baselineBeta
   @Option(help: "Transformer layers.") var layers = d.layers

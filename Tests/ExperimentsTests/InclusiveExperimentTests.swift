@@ -166,14 +166,14 @@ import Worlds
     let t = withoutGradients { world.snapshot(run.model) }
     let held = e.heldOut(seed: 3)
     let head = e.makeHead(seed: 2)
-    let predictive = e.predictiveLogLoss(t, head: head, types: 1, queries: held, generator: Generator(seed: 5))
+    let predictive = e.predictiveLogLoss(t, head: head, queries: held, generator: Generator(seed: 5))
     let z = head.sampleIndices(c.indexSamples, generator: Generator(seed: 5))
-    let perIndex = withoutGradients { e.choiceLoss(scores: e.headScores(t.perType, features: t.features, head: head, indices: z), typeLog: nil, queries: held) }.item()
+    let perIndex = withoutGradients { e.choiceLoss(scores: e.headScores(t.perType, features: t.features, head: head, indices: z), typeLog: t.typeLog, queries: held) }.item()
     #expect(predictive <= perIndex + 1e-9 && predictive > 0)
     let silent = EnsembleHead(features: c.dModel, count: 4, priorScale: 0, anchorWeight: 0, generator: Generator(seed: 1))
     withoutGradients { for m in silent.members { for p in m.namedParameters() { p.tensor.zero_() } } }
     let plain = e.logLoss(t.perType, held)
-    #expect(abs(e.predictiveLogLoss(t, head: silent, types: 1, queries: held, generator: Generator(seed: 5)) - plain) < 1e-6)
+    #expect(abs(e.predictiveLogLoss(t, head: silent, queries: held, generator: Generator(seed: 5)) - plain) < 1e-6)
   }
 
   @Test func badConfigurationsAreRefusedWithTheirName() {

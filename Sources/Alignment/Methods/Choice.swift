@@ -20,10 +20,19 @@ public enum ChoiceLoss {
   /// - typeLogWeights: [N,M] log w_m (each row normalised); scores: [N,M,K]; chosen: [N]; validMask: [N,K].
   public static func compute(typeLogWeights: Tensor, scores: Tensor, chosen: Tensor, validMask: Tensor? = nil) -> LossResult {
     let logP = logProbabilities(typeLogWeights: typeLogWeights, scores: scores, validMask: validMask)
-    let picked = logP.gather(dim: 1, index: chosen.unsqueezed(dim: 1)).squeezed(dim: 1)
+    let picked = Self.picked(logP, chosen)
     let loss = -picked.mean()
     return LossResult(loss: loss, metrics: ["loss": loss, "accuracy": fraction(logP.argmax(dim: 1).eq(chosen)),
                                             "chosen_probability_mean": picked.exp().mean()])
+  }
+
+  /// log P(pick chosen) [N] under the mixture of `compute(typeLogWeights:scores:chosen:validMask:)`.
+  public static func chosenLogProbabilities(typeLogWeights: Tensor, scores: Tensor, chosen: Tensor) -> Tensor {
+    picked(logProbabilities(typeLogWeights: typeLogWeights, scores: scores), chosen)
+  }
+
+  static func picked(_ logP: Tensor, _ chosen: Tensor) -> Tensor {
+    logP.gather(dim: 1, index: chosen.unsqueezed(dim: 1)).squeezed(dim: 1)
   }
 
   /// log P(pick k) [N,K] under the mixture of `compute(typeLogWeights:scores:chosen:validMask:)`.
