@@ -1,6 +1,8 @@
 """The PyTorch-from-Python peer of `shatter bench train --arch gpt2`: the same GPT-2 (pre-LayerNorm blocks,
 fused qkv, GELU-tanh, learned positions, tied head, dropout 0), AdamW (lr 3e-4, weight decay 0.1 on
-matrices), grad-norm clip 1.0, random tokens, warm-up steps untimed, on the same libtorch. One JSON line."""
+matrices), grad-norm clip 1.0, random tokens, warm-up steps untimed, on the same libtorch. One JSON line.
+--autocast bf16 runs the forward pass under torch.autocast("cpu", bfloat16) with float32 logits for the loss, as
+`shatter bench train --mixed-precision bf16` does."""
 import argparse, json, math, resource, time
 
 import torch
@@ -17,6 +19,7 @@ p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--threads", type=int, default=0)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--autocast", choices=["no", "bf16"], default="no")
 a = p.parse_args()
 if a.threads > 0:
     torch.set_num_threads(a.threads)
@@ -77,7 +80,9 @@ loss_value = 0.0
 def step():
     global loss_value
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(inp).reshape(-1, a.vocab), tgt.reshape(-1))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+        logits = model(inp)
+    loss = F.cross_entropy(logits.float().reshape(-1, a.vocab), tgt.reshape(-1))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()

@@ -116,13 +116,32 @@ def out_of_the_box(gpts, facts):
     print(f"\nOut of the box: Shatter (Debian's libtorch; {shatter_blas}, {facts['threads']} intra-op thread(s)) vs "
           f"PyTorch {wheel[0]} from PyPI ({'MKL' if wheel[2] == 'True' else 'no MKL'}, {wheel[1]} thread(s)), "
           f"no variables or --threads on either side; median of {repeats} alternating runs")
-    print(f"{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'wheel':>9} {'ratio':>7} {'target':>8}")
+    print(f"{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'wheel':>9} {'ratio':>7} {'target':>8}"
+          f"  {'products alone':>14}")
+    ceilings, fp32 = {}, {}
     for label, args in gpts:
         s, p, r, _, _ = pair(["train", "--arch", "gpt2", *args], "gpt2_step.py", args, "tokens_per_second",
                              python=WHEEL_PYTHON, env=OUT_OF_THE_BOX, threads=False, repeats=repeats)
         target = WHEEL_TARGETS.get(label)
         verdict = "" if target is None else f">= {target}x {'met' if r >= target else 'NOT met'}"
-        print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {verdict}")
+        shape = [x for i, x in enumerate(args) if x != "--steps" and (i == 0 or args[i - 1] != "--steps")]
+        ceilings[label] = run([WHEEL_PYTHON, "bench/gemm_ceiling.py", *shape], OUT_OF_THE_BOX)
+        c, fp32[label] = ceilings[label]["fp32_tokens_per_second"], s
+        need = f"(target: {target * p / c:.2f}x of it)" if target else ""
+        print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {verdict:>15} {c:9.0f} {need}")
+    print("  products alone: tokens/s if a step were only its matrix products (each timed alone in the wheel's MKL at its\n"
+          "  threads, bench/gemm_ceiling.py); (N x of it): the target's tokens/s as a share of that ceiling")
+
+    # Mixed precision: both sides autocast their forward pass to bfloat16 (float32 weights, logits, loss, update).
+    print(f"\nMixed precision, bf16 autocast on both sides (otherwise out of the box); median of {repeats} alternating runs")
+    print(f"{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'wheel':>9} {'ratio':>7} {'vs fp32':>8} {'products alone':>15}")
+    for label, args in gpts:
+        s, p, r, _, _ = pair(["train", "--arch", "gpt2", *args, "--mixed-precision", "bf16"], "gpt2_step.py",
+                             [*args, "--autocast", "bf16"], "tokens_per_second", python=WHEEL_PYTHON, env=OUT_OF_THE_BOX,
+                             threads=False, repeats=repeats)
+        print(f"{label:36} {s:9.0f} {p:9.0f} {r:6.2f}x {s / fp32[label]:7.2f}x "
+              f"{ceilings[label]['bf16_tokens_per_second']:15.0f}")
+    print("  vs fp32: Shatter bf16 over Shatter float32 (its default) in the table above")
 
 
 MODEL = os.path.join(ROOT, "models/smollm2-135m-instruct")

@@ -36,6 +36,11 @@ public struct TrainerOptions: Sendable {
   public var epochs: Double? = nil
   /// Also write each step's metrics as TensorBoard event files under `<out>/tensorboard/`.
   public var tensorBoard = false
+  /// Mixed precision: the loss's forward passes run under libtorch's autocast to this dtype (bfloat16; on
+  /// CUDA float16 too), so matrix products run in it while the weights, their gradients, the logits (the
+  /// model returns them in float32), the loss and the optimizer update stay float32. Nil: no autocast.
+  /// Rollouts (sampling) run unchanged.
+  public var mixedPrecision: DType? = nil
   public init() {}
 }
 
@@ -203,26 +208,31 @@ public final class Trainer<Method: TrainingMethod> {
   /// An offline run over `examples`: each step is one optimizer step over `accumulation` micro-batches.
   public convenience init(model: any CausalLM, method: Method, examples: [Method.Example],
                           evalExamples: [Method.Example] = [], options: TrainerOptions, outputDirectory: URL? = nil) {
-    let evaluate = { (step: Int) in Self.evaluate(method, model: model, examples: evalExamples, batchSize: options.batchSize, step: step) }
+    let evaluate = { (step: Int) in
+      try Self.evaluate(method, model: model, examples: evalExamples, batchSize: options.batchSize, step: step,
+                        autocast: options.mixedPrecision)
+    }
     self.init(model: model, method: method, sourceCount: examples.count, drawn: options.batchSize * options.accumulation,
               passes: 1, updateSize: nil, options: options, outputDirectory: outputDirectory,
               collect: { indices, _ in Rollout(examples: indices.map { examples[$0] }, metrics: [:]) }, evaluator: evaluate)
   }
 
   /// Mean loss and metrics over held-out examples, without gradients.
-  static func evaluate(_ method: Method, model: any CausalLM, examples: [Method.Example], batchSize: Int, step: Int)
-    -> [String: Double]
+  static func evaluate(_ method: Method, model: any CausalLM, examples: [Method.Example], batchSize: Int, step: Int,
+                       autocast: DType? = nil) throws -> [String: Double]
   {
     guard !examples.isEmpty else { return [:] }
     model.setTraining(false)
     defer { model.setTraining(true) }
-    return withoutGradients {
+    return try withoutGradients {
       var sums: [String: Tensor] = [:]
       var total = 0.0
       for start in stride(from: 0, to: examples.count, by: batchSize) {
         let batch = Array(examples[start..<Swift.min(start + batchSize, examples.count)])
         let w = batch.reduce(0) { $0 + method.weight(of: $1) }
-        let r = method.evaluationLoss(batch, model: model, step: step)
+        let r = try withAutocast(autocast, device: model.device) {
+          method.evaluationLoss(batch, model: model, step: step)
+        }
         accumulate(&sums, ["loss": r.loss], weight: w)
         accumulate(&sums, r.metrics, weight: w)
         total += w
@@ -264,7 +274,7 @@ public final class Trainer<Method: TrainingMethod> {
     var stepTokens = 0
     for batch in micro where !batch.isEmpty {
       let w = batch.reduce(0) { $0 + method.weight(of: $1) }
-      let r = method.loss(batch, model: model, step: step)
+      let r = try withAutocast(options.mixedPrecision, device: model.device) { method.loss(batch, model: model, step: step) }
       let share = w / windowWeight
       let scaled = r.loss * share
       scaled.backward()
@@ -288,6 +298,8 @@ public final class Trainer<Method: TrainingMethod> {
     let metricsLog = try (isLeader ? outputDirectory : nil).map {
       try MetricsLog(url: $0.appendingPathComponent("metrics.jsonl"), truncateAfter: step)
     }
+    // A dtype the device cannot autocast to (float16 on the CPU) fails here, before anything is written.
+    try withAutocast(options.mixedPrecision, device: model.device) {}
     if let group { try broadcastParameters(group) }
     var tokens = 0
     let board = try (isLeader && options.tensorBoard ? outputDirectory : nil).map {

@@ -127,7 +127,9 @@ public final class GPT2LM: CausalLM {
     run(embeddings + transformer.wpe(positions), attentionBias: attentionBias, cache: cache)
   }
 
-  public func outputLogits(_ hidden: Tensor) -> Tensor { lm_head?(hidden) ?? Tensor.linear(hidden, weight: transformer.wte.weight) }
+  public func outputLogits(_ hidden: Tensor) -> Tensor {
+    (lm_head?(hidden) ?? Tensor.linear(hidden, weight: transformer.wte.weight)).float32UnderAutocast
+  }
 
   /// Positions 0..<T are the first T rows of the position table: added by broadcasting, with no gather
   /// forward or scatter backward.

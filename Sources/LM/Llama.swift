@@ -120,6 +120,6 @@ public final class LlamaLM: CausalLM {
   }
 
   public func outputLogits(_ hidden: Tensor) -> Tensor {
-    lm_head.map { rowwise($0, hidden) } ?? rowwise(hidden, weight: model.embed_tokens.weight, bias: nil)
+    (lm_head.map { rowwise($0, hidden) } ?? rowwise(hidden, weight: model.embed_tokens.weight, bias: nil)).float32UnderAutocast
   }
 }

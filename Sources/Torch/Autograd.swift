@@ -55,3 +55,26 @@ public func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {
 
 /// Whether gradient recording is on for this thread.
 public var gradientsEnabled: Bool { ct_is_grad_enabled() }
+
+/// Runs `body` with libtorch's autocast on for `device`'s kind on this thread (restored afterwards, even on
+/// throw), as `torch.autocast` does: matrix products run in `dtype` (bfloat16 on the CPU; bfloat16 or float16
+/// on CUDA) while reductions and the weights themselves stay in float32, and gradients reach the float32
+/// weights in float32. A nil `dtype` runs `body` unchanged. Throws for a dtype the device cannot autocast to.
+public func withAutocast<R>(_ dtype: DType?, device: Device = .cpu, _ body: () throws -> R) throws -> R {
+  guard let dtype else { return try body() }
+  var previous = false
+  var previousType: Int32 = DType.bfloat16.rawValue
+  guard ct_autocast_enter(device.code, dtype.rawValue, &previous, &previousType) == 0 else {
+    throw TorchError("mixed precision: \(takeTorchError())")
+  }
+  defer { check(ct_autocast_exit(device.code, previous, previousType), "autocast exit") }
+  return try body()
+}
+
+extension Tensor {
+  /// This tensor in float32 when autocast is on for its device, else itself: a model's logits, so that the
+  /// log-softmax and the losses after it run in float32 (as `logits.float()` in Hugging Face's models).
+  public var float32UnderAutocast: Tensor {
+    dtype != .float32 && dtype.isFloatingPoint && ct_autocast_is_enabled(device.code) ? to(.float32) : self
+  }
+}

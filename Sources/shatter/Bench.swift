@@ -95,8 +95,11 @@ struct TrainBench: ParsableCommand {
   @Option(help: "Untimed warm-up steps.") var warmup = 3
   @Option(help: "libtorch intra-op threads (0 keeps libtorch's default).") var threads = 0
   @Option(help: "Seed.") var seed: UInt64 = 0
+  @Option(help: "Mixed precision: no, or bf16 (autocast the forward pass to bfloat16; float32 weights, loss and update).")
+  var mixedPrecision = "no"
 
   func validate() throws {
+    guard ["no", "bf16"].contains(mixedPrecision) else { throw ValidationError("--mixed-precision must be no or bf16") }
     guard ModelFamily(rawValue: arch) != nil else { throw ValidationError("--arch must be gpt2, llama or qwen2") }
     guard layers > 0, dModel > 0, heads > 0, dModel % heads == 0, vocab > 1, seq > 1, batch > 0, steps > 0 else {
       throw ValidationError("sizes must be positive and --d-model divisible by --heads")
@@ -113,8 +116,11 @@ struct TrainBench: ParsableCommand {
     let opt = AdamW(ParameterGroup.decayMatricesOnly(params, weightDecay: 0.1), learningRate: 3e-4)
     let tokens = Tensor.randint(0, vocab, [batch, seq + 1], generator: gen)
     let input = tokens.narrow(dim: 1, start: 0, length: seq), target = tokens.narrow(dim: 1, start: 1, length: seq)
+    let autocast: DType? = mixedPrecision == "bf16" ? .bfloat16 : nil
+    if autocast != nil && threads == 0 { Torch.useEveryCoreForAutocast(on: .cpu) }
     let (seconds, loss) = timeTrainingSteps(opt, warmup: warmup, steps: steps) {
-      Tensor.crossEntropy(logits: model(input).reshaped([-1, vocab]), targets: target.reshaped([-1]))
+      let logits = try! withAutocast(autocast) { model(input) }
+      return Tensor.crossEntropy(logits: logits.to(.float32).reshaped([-1, vocab]), targets: target.reshaped([-1]))
     }
     printJSON(["impl": "shatter", "tokens_per_second": Double(batch * seq * steps) / seconds, "final_loss": loss,
                "peak_rss_mib": peakMemoryMiB(), "threads": Torch.threads, "parameters": model.parameterCount])

@@ -138,6 +138,8 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
   var distTimeout = 300.0
   @Option(help: "Refuse to start when the memory plan printed before step 1 exceeds this (e.g. 8G, 512M; default: the memory the machine has available now).")
   var maxMemory: String?
+  @Option(help: "Mixed precision: no; bf16 (the forward passes autocast to bfloat16, as torch.autocast: weights, gradients, logits, loss and update stay float32; about 1.8× the tokens/s on CPUs with AVX512-BF16); or fp16 (CUDA only).")
+  var mixedPrecision = "no"
 
   func validate() throws {
     let checks: [(Bool, String)] = [
@@ -147,6 +149,7 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
       (clip >= 0, "--clip must be ≥ 0 (0: off)"), (weightDecay >= 0, "--weight-decay must be ≥ 0"),
       (saveEvery >= 0, "--save-every must be ≥ 0"), (evalEvery >= 0, "--eval-every must be ≥ 0"),
       (distTimeout > 0, "--dist-timeout must be positive"),
+      (["no", "bf16", "fp16"].contains(mixedPrecision), "--mixed-precision \(mixedPrecision): expected no, bf16 or fp16"),
     ]
     if let (_, message) = checks.first(where: { !$0.0 }) { throw ValidationError(message) }
     if let steps, steps <= 0 { throw ValidationError("--steps must be positive") }
@@ -171,6 +174,7 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
     o.saveEvery = saveEvery
     o.evalEvery = evalEvery
     o.tensorBoard = reportTo == "tensorboard"
+    o.mixedPrecision = ["bf16": DType.bfloat16, "fp16": .float16][mixedPrecision]
     return o
   }
 }
@@ -246,7 +250,9 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
     let options = trainer.options
     try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
     // Data parallel when a launcher (torchrun's variables) says so; only rank 0 prints and writes.
-    if let env = try DistributedEnvironment.current(), env.worldSize > 1 {
+    let env = try DistributedEnvironment.current()
+    if options.mixedPrecision != nil { Torch.useEveryCoreForAutocast(on: source.device, processes: env?.localWorldSize ?? 1) }
+    if let env, env.worldSize > 1 {
       let backend = source.device == .cpu ? "gloo" : "nccl"
       let group = try ProcessGroup(env, backend: backend, timeout: optimization.distTimeout)
       do { try trainer.distribute(over: group) } catch let e as DataParallelError { throw UserError(e.message) }

@@ -173,6 +173,11 @@ int ct_set_grad(ct_tensor t, ct_tensor g);
 int ct_set_data(ct_tensor t, ct_tensor src);
 bool ct_set_grad_enabled(bool enabled); /* returns the previous mode (thread-local) */
 bool ct_is_grad_enabled(void);
+/* Mixed precision on this thread: autocast for `device`'s kind (CPU: bfloat16 only; CUDA: bfloat16 or
+   float16). Enter returns the previous state for exit to restore; the outermost exit clears the cast cache. */
+int ct_autocast_enter(int device, int dtype, bool *prev_enabled, int *prev_dtype);
+int ct_autocast_exit(int device, bool prev_enabled, int prev_dtype);
+bool ct_autocast_is_enabled(int device);
 
 /* ---- random generators ---------------------------------------------------------------------- */
 ct_generator ct_generator_new(uint64_t seed, int device);
