@@ -178,6 +178,12 @@ public final class Trainer<Method: TrainingMethod> {
   public internal(set) var group: ProcessGroup?
   /// Whether this process writes checkpoints and metrics (rank 0, or the only process).
   public var isLeader: Bool { (group?.rank ?? 0) == 0 }
+  /// The thread plan sampling runs under (rollouts and online evaluation), when it differs from the one the
+  /// updates run under (`ThreadPlan.training` moves the cores to the intra-op pool; decoding is faster on
+  /// OpenBLAS's). Nil: whatever is current.
+  public var samplingThreads: ThreadPlan?
+
+  func sampling<R>(_ body: () throws -> R) rethrows -> R { try (samplingThreads ?? .current).during(body) }
 
   init(model: any CausalLM, method: Method, sourceCount: Int, drawn: Int, passes: Int, updateSize: Int?,
        options: TrainerOptions, outputDirectory: URL?,
@@ -312,7 +318,7 @@ public final class Trainer<Method: TrainingMethod> {
     while step < options.steps {
       let current = step + 1
       optimizer.learningRate = schedule.learningRate(at: current - 1, peak: options.learningRate)
-      let rollout = try collectShard(draw(drawn), step: current)
+      let rollout = try sampling { try collectShard(draw(drawn), step: current) }
       model.setTraining(true)
       let examples = rollout.examples
       var sums: [String: Double] = [:]
@@ -333,8 +339,9 @@ public final class Trainer<Method: TrainingMethod> {
       let total = metrics["loss"] ?? .nan
       history.append(total)
       metrics["learning_rate"] = optimizer.learningRate
-      if options.evalEvery > 0, step % options.evalEvery == 0 { metrics.merge(try evaluator(step)) { $1 } }
-      if step == options.steps, options.evalEvery == 0 { metrics.merge(try evaluator(step)) { $1 } }
+      let evaluate = { [step] in try self.online ? self.sampling { try self.evaluator(step) } : self.evaluator(step) }
+      if options.evalEvery > 0, step % options.evalEvery == 0 { metrics.merge(try evaluate()) { $1 } }
+      if step == options.steps, options.evalEvery == 0 { metrics.merge(try evaluate()) { $1 } }
       try metricsLog?.append(step: step, metrics)
       try board?.scalars(step: step, metrics)
       metricHistory.append(metrics)

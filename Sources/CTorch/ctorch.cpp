@@ -175,6 +175,70 @@ at::Tensor causal_bias(int64_t t, int64_t s, const at::TensorOptions &opts) {
 
 // softmax(q·kᵀ/√d + bias)·v for q, k, v packed along the last dimension of qkv [B, T, 3·H·d], with the
 // heads merged back: [B, T, H·d]. bias is an additive [B or 1, 1 or H, T, T] mask; undefined means causal.
+// oneDNN's sgemm (Debian's libtorch links libdnnl), found by symbol; nil when absent.
+using onednn_sgemm_fn = int (*)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                                int64_t, float, float *, int64_t);
+onednn_sgemm_fn onednn_sgemm() {
+  static const onednn_sgemm_fn f = reinterpret_cast<onednn_sgemm_fn>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
+  return f;
+}
+
+// C = op(A)·op(B) + beta·C, all row-major with unit column stride.
+void onednn_gemm(bool ta, bool tb, const at::Tensor &a, const at::Tensor &b, at::Tensor &c, float beta) {
+  const int64_t m = c.size(0), n = c.size(1), k = ta ? a.size(0) : a.size(1);
+  const int status = onednn_sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a.data_ptr<float>(), a.stride(0),
+                                    b.data_ptr<float>(), b.stride(0), beta, c.data_ptr<float>(), c.stride(0));
+  TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+}
+
+// x [N, in] · w + b with w stored [in, out] (`w_out_in` false, GPT-2's Conv1D) or [out, in] (nn.Linear), forward
+// and backward on oneDNN's sgemm. No bias is an empty tensor (autograd functions take no undefined inputs).
+struct OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &w, const at::Tensor &b,
+                            bool w_out_in) {
+    ctx->save_for_backward({x, w});
+    const bool bias = b.numel() > 0;
+    ctx->saved_data["bias"] = bias;
+    ctx->saved_data["w_out_in"] = w_out_in;
+    const int64_t n = x.size(0), out = w.size(w_out_in ? 0 : 1);
+    at::Tensor y = bias ? b.unsqueeze(0).expand({n, out}).contiguous() : at::empty({n, out}, x.options());
+    onednn_gemm(false, w_out_in, x, w, y, bias ? 1.0f : 0.0f);
+    return y;
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1];
+    const bool t = ctx->saved_data["w_out_in"].toBool();
+    at::Tensor dy = grads[0].contiguous(), dx, dw, db;
+    if (ctx->needs_input_grad(0)) {
+      dx = at::empty(x.sizes(), x.options());
+      onednn_gemm(false, !t, dy, w, dx, 0); // dy · wᵀ for [in, out]; dy · w for [out, in]
+    }
+    if (ctx->needs_input_grad(1)) {
+      dw = at::empty(w.sizes(), w.options());
+      if (t)
+        onednn_gemm(true, false, dy, x, dw, 0); // dyᵀ · x
+      else
+        onednn_gemm(true, false, x, dy, dw, 0); // xᵀ · dy
+    }
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = dy.sum(0);
+    return {dx, dw, db, at::Tensor()};
+  }
+};
+
+// Float32 products of several rows go to oneDNN when the intra-op (OpenMP) pool has the cores, the training
+// thread plan (`Torch.useTrainingThreads`): oneDNN's sgemm runs on that pool, so products and elementwise
+// operations share one set of threads instead of OpenBLAS's pool and OpenMP's competing for the cores. With one
+// intra-op thread (libtorch's default here, decoding, one job per core) OpenBLAS keeps them, as before.
+bool autocast_enabled(at::DeviceType d);
+
+bool onednn_affine_fits(const at::Tensor &x, const at::Tensor &w, const at::Tensor *b) {
+  auto f32cpu = [](const at::Tensor &t) { return t.scalar_type() == at::kFloat && t.device().is_cpu() && t.layout() == at::kStrided; };
+  // Under autocast ATen's own call is the one that casts to bfloat16.
+  return onednn_sgemm() != nullptr && at::get_num_threads() > 1 && x.size(0) > 1 && f32cpu(x) && f32cpu(w) &&
+         w.is_contiguous() && (!b || (f32cpu(*b) && b->is_contiguous())) && !autocast_enabled(at::kCPU);
+}
+
 struct PackedSelfAttention : public torch::autograd::Function<PackedSelfAttention> {
   // bias is a constant (no gradient), so it travels as a non-tensor argument.
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &qkv, int64_t heads,
@@ -616,9 +680,18 @@ ct_tensor ct_matmul(ct_tensor a, ct_tensor b) { CT_TENSOR(at::matmul(a->t, b->t)
 ct_tensor ct_bmm(ct_tensor a, ct_tensor b) { CT_TENSOR(at::bmm(a->t, b->t)) }
 ct_tensor ct_linear(ct_tensor x, ct_tensor w, ct_tensor b) {
   CT_GUARD(nullptr, {
+    const at::Tensor &in = x->t, &weight = w->t;
+    if (weight.dim() == 2 && in.dim() >= 1 && in.size(-1) == weight.size(1)) {
+      at::Tensor flat = in.reshape({-1, weight.size(1)});
+      if (onednn_affine_fits(flat, weight, b ? &b->t : nullptr)) {
+        std::vector<int64_t> sizes = in.sizes().vec();
+        sizes.back() = weight.size(0);
+        return wrap(OneDnnLinear::apply(flat.contiguous(), weight, b ? b->t : at::empty({0}, flat.options()), true).view(sizes));
+      }
+    }
     c10::optional<at::Tensor> bias;
     if (b != nullptr) bias = b->t;
-    return wrap(at::linear(x->t, w->t, bias));
+    return wrap(at::linear(in, weight, bias));
   })
 }
 ct_tensor ct_affine(ct_tensor x, ct_tensor w, ct_tensor b) {
@@ -629,7 +702,11 @@ ct_tensor ct_affine(ct_tensor x, ct_tensor w, ct_tensor b) {
     std::vector<int64_t> sizes = in.sizes().vec();
     sizes.back() = weight.size(1);
     at::Tensor flat = in.reshape({-1, weight.size(0)});
-    at::Tensor y = b != nullptr ? at::addmm(b->t, flat, weight) : at::mm(flat, weight);
+    at::Tensor y;
+    if (onednn_affine_fits(flat, weight, b ? &b->t : nullptr))
+      y = OneDnnLinear::apply(flat.contiguous(), weight, b ? b->t : at::empty({0}, flat.options()), false);
+    else
+      y = b != nullptr ? at::addmm(b->t, flat, weight) : at::mm(flat, weight);
     return wrap(in.dim() == 2 ? y : y.view(sizes));
   })
 }
@@ -686,6 +763,7 @@ bool ct_set_grad_enabled(bool enabled) {
   return prev;
 }
 bool ct_is_grad_enabled(void) { return c10::GradMode::is_enabled(); }
+bool ct_onednn_sgemm_available(void) { return onednn_sgemm() != nullptr; }
 
 // Autocast (mixed precision), per thread, for the CPU or CUDA. libtorch 2.4 replaced the per-device setters
 // with ones that take the device type.
@@ -897,8 +975,9 @@ at::Tensor linear_row(const at::Tensor &x, const at::Tensor &w, const at::Tensor
   std::vector<int64_t> sizes = x.sizes().vec();
   sizes.back() = out;
   if (x.numel() != in) { // several rows: one matrix product
-    if (!w_in_out) return b ? at::linear(x, w, *b) : at::linear(x, w);
     at::Tensor flat = x.reshape({-1, in});
+    if (onednn_affine_fits(flat, w, b)) return OneDnnLinear::apply(flat.contiguous(), w, b ? *b : at::empty({0}, flat.options()), !w_in_out).view(sizes);
+    if (!w_in_out) return b ? at::linear(x, w, *b) : at::linear(x, w);
     at::Tensor y = b ? at::addmm(*b, flat, w) : at::mm(flat, w);
     return y.view(sizes);
   }

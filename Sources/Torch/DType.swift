@@ -115,13 +115,6 @@ public enum Torch {
     get { Int(ct_get_num_threads()) }
     set { ct_set_num_threads(Int32(newValue)) }
   }
-  /// Under autocast on the CPU, libtorch's bfloat16 matrix products run on oneDNN, on the intra-op (OpenMP)
-  /// threads rather than OpenBLAS's pool: this gives them this process's share of the cores (`processes` on
-  /// the machine, e.g. data-parallel ranks); it never lowers the count.
-  public static func useEveryCoreForAutocast(on device: Device, processes: Int = 1) {
-    guard device == .cpu else { return }
-    threads = Swift.max(threads, ProcessInfo.processInfo.activeProcessorCount / Swift.max(1, processes))
-  }
   public static var cudaAvailable: Bool { ct_cuda_is_available() }
   public static var cudaDeviceCount: Int { Int(ct_cuda_device_count()) }
   /// Seeds libtorch's global generator (used by calls that are not given a `Generator`).

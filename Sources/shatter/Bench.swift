@@ -93,7 +93,8 @@ struct TrainBench: ParsableCommand {
   @Option(help: "Sequences per batch.") var batch = 8
   @Option(help: "Timed steps.") var steps = 10
   @Option(help: "Untimed warm-up steps.") var warmup = 3
-  @Option(help: "libtorch intra-op threads (0 keeps libtorch's default).") var threads = 0
+  @Option(help: "libtorch intra-op threads (0: the training thread plan `shatter train` uses, every core to the intra-op pool and oneDNN's products when libtorch has oneDNN; N: N threads, OpenBLAS's pool left as it is).")
+  var threads = 0
   @Option(help: "Seed.") var seed: UInt64 = 0
   @Option(help: "Mixed precision: no, or bf16 (autocast the forward pass to bfloat16; float32 weights, loss and update).")
   var mixedPrecision = "no"
@@ -117,7 +118,7 @@ struct TrainBench: ParsableCommand {
     let tokens = Tensor.randint(0, vocab, [batch, seq + 1], generator: gen)
     let input = tokens.narrow(dim: 1, start: 0, length: seq), target = tokens.narrow(dim: 1, start: 1, length: seq)
     let autocast: DType? = mixedPrecision == "bf16" ? .bfloat16 : nil
-    if autocast != nil && threads == 0 { Torch.useEveryCoreForAutocast(on: .cpu) }
+    if threads == 0 { ThreadPlan.training(on: .cpu).apply() }
     let (seconds, loss) = timeTrainingSteps(opt, warmup: warmup, steps: steps) {
       let logits = try! withAutocast(autocast) { model(input) }
       return Tensor.crossEntropy(logits: logits.to(.float32).reshaped([-1, vocab]), targets: target.reshaped([-1]))

@@ -15,7 +15,8 @@ struct DeviceBench: ParsableCommand {
       Parity: every directory under --fixtures holding config.json, model.safetensors and expected.json \
       (sequences scored by Hugging Face) is scored on the CPU in float32, then on --device in float32 and \
       bfloat16; the largest per-token log-prob differences are printed. Speed: AdamW steps of a GPT-2 model \
-      of the given shape in bfloat16 on random tokens; MFU counts 6·N + 12·L·D·T FLOPs per token against \
+      of the given shape on random tokens, with bfloat16 weights and with float32 weights under bfloat16 \
+      autocast (--mixed-precision bf16); MFU counts 6·N + 12·L·D·T FLOPs per token against \
       --peak-tflops. Without a CUDA device it says so and exits 0.
       """)
 
@@ -46,7 +47,8 @@ struct DeviceBench: ParsableCommand {
       parity.append(try checkParity(dir, on: target))
     }
     report["parity"] = parity
-    report["training"] = trainingSpeed(on: target)
+    report["training"] = trainingSpeed(on: target, mixed: false)
+    report["training_mixed_precision"] = trainingSpeed(on: target, mixed: true)
     if json { printJSON(report); return }
     print("parity: max |log p(device) − log p(cpu)| per token, same dtype on both sides (tolerances 1e-5 float32, 1e-3 bfloat16)")
     for p in parity {
@@ -55,9 +57,12 @@ struct DeviceBench: ParsableCommand {
                    + "CPU float32 vs Hugging Face %.2e)", p["float32"] as! Double, p["bfloat16"] as! Double,
                    p["bfloat16_vs_float32"] as! Double, p["cpu_vs_hf"] as! Double))
     }
-    let t = report["training"] as! [String: Any]
-    print(String(format: "training: GPT-2 %d layers, d=%d, T=%d, B=%d, bfloat16: %.0f tokens/s, MFU %.1f%% of %.0f TFLOP/s",
-                 layers, dModel, seq, batch, t["tokens_per_second"] as! Double, 100 * (t["mfu"] as! Double), peakTflops))
+    for (key, what) in [("training", "bfloat16 weights"), ("training_mixed_precision", "float32 weights, bf16 autocast")] {
+      let t = report[key] as! [String: Any]
+      print(String(format: "training: GPT-2 %d layers, d=%d, T=%d, B=%d, %@: %.0f tokens/s, MFU %.1f%% of %.0f TFLOP/s",
+                   layers, dModel, seq, batch, what, t["tokens_per_second"] as! Double, 100 * (t["mfu"] as! Double),
+                   peakTflops))
+    }
   }
 
   private func fixtureDirectories() throws -> [URL] {
@@ -88,17 +93,21 @@ struct DeviceBench: ParsableCommand {
             "bfloat16_vs_float32": maxDiff(bf16, cpu32), "cpu_vs_hf": maxDiff(cpu32, hf)]
   }
 
-  private func trainingSpeed(on target: Device) -> [String: Any] {
+  /// Training speed with bfloat16 weights, or (`mixed`) float32 weights under bfloat16 autocast.
+  private func trainingSpeed(on target: Device, mixed: Bool) -> [String: Any] {
     let gen = Generator(seed: 0)
     let config = ModelConfig(family: .gpt2, vocabSize: vocab, hiddenSize: dModel, layers: layers, heads: heads,
                              intermediateSize: 4 * dModel, maxPositions: seq, tieEmbeddings: true)
     let model = Checkpoint.makeModel(config, generator: gen)
-    model.move(to: target, dtype: .bfloat16)
+    model.move(to: target, dtype: mixed ? .float32 : .bfloat16)
     let opt = AdamW(ParameterGroup.decayMatricesOnly(model.trainableParameters(), weightDecay: 0.1), learningRate: 3e-4)
     let tokens = Tensor.randint(0, vocab, [batch, seq + 1], generator: gen).to(target)
     let input = tokens.narrow(dim: 1, start: 0, length: seq), target = tokens.narrow(dim: 1, start: 1, length: seq)
+    let autocast: DType? = mixed ? .bfloat16 : nil
+    ThreadPlan.training(on: model.device).apply()
     let (seconds, loss) = timeTrainingSteps(opt, warmup: warmup, steps: steps) {
-      Tensor.crossEntropy(logits: model(input).reshaped([-1, vocab]).to(.float32), targets: target.reshaped([-1]))
+      let logits = try! withAutocast(autocast, device: model.device) { model(input) }
+      return Tensor.crossEntropy(logits: logits.reshaped([-1, vocab]).to(.float32), targets: target.reshaped([-1]))
     }
     let tokensPerSecond = Double(batch * seq * steps) / seconds
     let flopsPerToken = 6 * Double(model.parameterCount) + 12 * Double(layers * dModel * seq)

@@ -251,7 +251,9 @@ struct MethodCommand<M: MethodDefinition>: ParsableCommand {
     try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
     // Data parallel when a launcher (torchrun's variables) says so; only rank 0 prints and writes.
     let env = try DistributedEnvironment.current()
-    if options.mixedPrecision != nil { Torch.useEveryCoreForAutocast(on: source.device, processes: env?.localWorldSize ?? 1) }
+    // Updates on every core of the intra-op pool, sampling on OpenBLAS's (see ThreadPlan).
+    trainer.samplingThreads = .current
+    ThreadPlan.training(on: source.device, processes: env?.localWorldSize ?? 1).apply()
     if let env, env.worldSize > 1 {
       let backend = source.device == .cpu ? "gloo" : "nccl"
       let group = try ProcessGroup(env, backend: backend, timeout: optimization.distTimeout)

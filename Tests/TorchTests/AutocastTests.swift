@@ -38,3 +38,40 @@ import Torch
   }
   #expect(Tensor.linear(x, weight: w).dtype == .float32, "a refused autocast leaves it off")
 }
+
+/// The training thread plan routes float32 linear layers to oneDNN's sgemm (several intra-op threads): values
+/// and gradients equal OpenBLAS's path (one intra-op thread) up to float32 summation order, for weights stored
+/// [out, in] (`linear`) and [in, out] (`affine`, GPT-2), with and without a bias.
+@Test func oneDNNLinearLayersMatchTheOpenBLASPath() throws {
+  #expect(ThreadPlan.training(on: .cpu).intraOp > 1 || ProcessInfo.processInfo.activeProcessorCount == 1,
+          "Debian's libtorch carries oneDNN: the plan should give the intra-op pool the cores")
+  final class Box: @unchecked Sendable { var values: [[Float]] = [] }
+  func run(threads: Int) -> [[Float]] {
+    let box = Box(), done = DispatchSemaphore(value: 0)
+    // A thread of its own: libtorch's thread count is per OS thread once set, so other tests keep theirs.
+    Thread {
+      let previous = Torch.threads
+      Torch.threads = threads
+      defer { Torch.threads = previous; done.signal() }
+      let gen = Generator(seed: 7)
+      let x = Tensor.randn([8, 16, 384], generator: gen).requiringGrad()
+      let wOutIn = Tensor.randn([48, 384], generator: gen).requiringGrad()
+      let wInOut = Tensor.randn([384, 48], generator: gen).requiringGrad()
+      let b = Tensor.randn([48], generator: gen).requiringGrad()
+      let g = Tensor.randn([8, 16, 48], generator: gen)
+      let ys = [Tensor.linear(x, weight: wOutIn, bias: b), Tensor.linear(x, weight: wOutIn),
+                Tensor.affine(x, weight: wInOut, bias: b), Tensor.affine(x, weight: wInOut)]
+      ys.map { ($0 * g).sum() }.reduce(Tensor.scalar(0.0, dtype: .float32), +).backward()
+      box.values = ys.map { $0.toArray(Float.self) } + [x, wOutIn, wInOut, b].map { $0.grad!.toArray(Float.self) }
+    }.start()
+    done.wait()
+    return box.values
+  }
+  let blas = run(threads: 1), onednn = run(threads: 2)
+  #expect(onednn.count == 8 && blas.count == 8)
+  #expect(zip(onednn, blas).contains { $0 != $1 }, "bit-identical: both runs took the same path")
+  for (a, b) in zip(onednn, blas) {
+    #expect(a.count == b.count)
+    for (u, v) in zip(a, b) { #expect(Swift.abs(u - v) <= 1e-4 * Swift.max(1, Swift.abs(v)), "\(u) vs \(v)") }
+  }
+}

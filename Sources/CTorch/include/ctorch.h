@@ -178,6 +178,9 @@ bool ct_is_grad_enabled(void);
 int ct_autocast_enter(int device, int dtype, bool *prev_enabled, int *prev_dtype);
 int ct_autocast_exit(int device, bool prev_enabled, int prev_dtype);
 bool ct_autocast_is_enabled(int device);
+/* Whether oneDNN's sgemm is loaded (libtorch's dependency); float32 linear layers use it when the intra-op pool
+   has more than one thread. */
+bool ct_onednn_sgemm_available(void);
 
 /* ---- random generators ---------------------------------------------------------------------- */
 ct_generator ct_generator_new(uint64_t seed, int device);
