@@ -6,13 +6,10 @@ import argparse, json, statistics, time
 
 import torch
 
+from gpt2_shape import add_shape
+
 p = argparse.ArgumentParser()
-p.add_argument("--layers", type=int, default=4)
-p.add_argument("--d-model", type=int, default=256)
-p.add_argument("--heads", type=int, default=4)
-p.add_argument("--vocab", type=int, default=2048)
-p.add_argument("--seq", type=int, default=128)
-p.add_argument("--batch", type=int, default=8)
+add_shape(p)
 a = p.parse_args()
 n, d, t, h = a.batch * a.seq, a.d_model, a.seq, a.heads
 

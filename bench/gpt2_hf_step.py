@@ -6,10 +6,10 @@ import argparse, json, resource, time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from gpt2_shape import add_shape
+
 p = argparse.ArgumentParser()
-for name, default in [("layers", 4), ("d-model", 256), ("heads", 4), ("vocab", 2048), ("seq", 128), ("batch", 8),
-                      ("steps", 10), ("warmup", 3), ("threads", 0), ("seed", 0)]:
-    p.add_argument("--" + name, type=int, default=default)
+add_shape(p, [("steps", 10), ("warmup", 3), ("threads", 0), ("seed", 0)])
 a = p.parse_args()
 if a.threads > 0:
     torch.set_num_threads(a.threads)

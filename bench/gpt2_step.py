@@ -8,17 +8,10 @@ import argparse, json, math, resource, time
 import torch
 import torch.nn.functional as F
 
+from gpt2_shape import add_shape
+
 p = argparse.ArgumentParser()
-p.add_argument("--layers", type=int, default=4)
-p.add_argument("--d-model", type=int, default=256)
-p.add_argument("--heads", type=int, default=4)
-p.add_argument("--vocab", type=int, default=2048)
-p.add_argument("--seq", type=int, default=128)
-p.add_argument("--batch", type=int, default=8)
-p.add_argument("--steps", type=int, default=10)
-p.add_argument("--warmup", type=int, default=3)
-p.add_argument("--threads", type=int, default=0)
-p.add_argument("--seed", type=int, default=0)
+add_shape(p, [("steps", 10), ("warmup", 3), ("threads", 0), ("seed", 0)])
 p.add_argument("--autocast", choices=["no", "bf16"], default="no")
 a = p.parse_args()
 if a.threads > 0:

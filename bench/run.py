@@ -111,9 +111,12 @@ def out_of_the_box(gpts, facts):
                            env=OUT_OF_THE_BOX).stdout.split()
     repeats = max(REPEATS, 5)
     blas = facts.get("blas", {})
+    plan = facts.get("training_threads", {})
     shatter_blas = (f"{blas.get('library')} kernel {blas['kernel']} ({blas.get('kernel_choice')}), "
-                    f"{blas.get('threads')} OpenBLAS thread(s)") if blas.get("kernel") else blas.get("library")
-    print(f"\nOut of the box: Shatter (Debian's libtorch; {shatter_blas}, {facts['threads']} intra-op thread(s)) vs "
+                    f"{plan.get('blas', blas.get('threads'))} OpenBLAS thread(s)") if blas.get("kernel") else blas.get("library")
+    onednn = ", float32 linear layers on oneDNN" if plan.get("onednn_linear") else ""
+    print(f"\nOut of the box: Shatter (Debian's libtorch; as `shatter train` runs: {plan.get('intra_op', facts['threads'])} "
+          f"intra-op thread(s){onednn}, {shatter_blas}) vs "
           f"PyTorch {wheel[0]} from PyPI ({'MKL' if wheel[2] == 'True' else 'no MKL'}, {wheel[1]} thread(s)), "
           f"no variables or --threads on either side; median of {repeats} alternating runs")
     print(f"{'GPT-2 training step (tokens/s)':36} {'shatter':>9} {'wheel':>9} {'ratio':>7} {'target':>8}"
@@ -192,7 +195,8 @@ def generation():
 
 def peak_rss_mib(cmd):
     """Runs cmd under GNU time; returns (its JSON summary, peak resident set size in MiB, its stderr)."""
-    p = subprocess.run(["/usr/bin/time", "-v", *cmd], check=True, capture_output=True, text=True, cwd=ROOT, env=SAME)
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], check=True, capture_output=True, text=True, cwd=ROOT,
+                       env=OUT_OF_THE_BOX)  # `shatter train` as a user runs it (its own thread plan)
     kib = next(int(l.split(":")[1]) for l in p.stderr.splitlines() if "Maximum resident set size" in l)
     return json.loads(p.stdout.strip().splitlines()[-1]), kib / 1024, p.stderr
 
@@ -247,9 +251,9 @@ def data_parallel_step_time():
               "--max-positions", "64", "--data", data, "--steps", "20", "--batch-size", "32", "--json"]
     one, two = [], []
     for i in range(REPEATS):
-        one.append(run([SHATTER, *common, "--out", f"/tmp/shatter-bench-dp1-{i}"]))
+        one.append(run([SHATTER, *common, "--out", f"/tmp/shatter-bench-dp1-{i}"], OUT_OF_THE_BOX))
         two.append(run([SHATTER, "launch", "--nproc", "2", "--master-port", str(29700 + i), "--", *common,
-                        "--out", f"/tmp/shatter-bench-dp2-{i}"]))
+                        "--out", f"/tmp/shatter-bench-dp2-{i}"], OUT_OF_THE_BOX))
     med = lambda rs: statistics.median(r["tokens_per_second"] for r in rs)
     print("\nData parallel, SFT GPT-2 L=4 D=256, global batch 32, 20 steps (tokens/s inside the loop):")
     print(f"  1 process {med(one):8.0f}   2 ranks (Gloo, loopback) {med(two):8.0f}   ratio {med(two) / med(one):.2f}x")

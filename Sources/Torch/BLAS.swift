@@ -193,10 +193,13 @@ public struct ThreadPlan: Equatable, Sendable {
   /// thread, when the matrix products run on that pool: float32 linear layers on oneDNN's sgemm (Debian's
   /// libtorch carries oneDNN; CTorch uses it whenever the intra-op pool has several threads), bfloat16 ones
   /// under autocast on oneDNN too. Elsewhere (no oneDNN: OpenBLAS does the products) the plan is `current`.
-  /// 1.2× the tokens/s of OpenBLAS's pool on the GPT-2 L4 D256 step here.
+  /// A thread count the user set (`OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`) stands: the plan is then `current`.
   public static func training(on device: Device, processes: Int = 1) -> ThreadPlan {
+    let env = ProcessInfo.processInfo.environment
     let share = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount / Swift.max(1, processes))
-    guard device == .cpu, share > 1, ct_onednn_sgemm_available() else { return current }
+    guard device == .cpu, share > 1, ct_onednn_sgemm_available(), env["OMP_NUM_THREADS"] == nil,
+      env["OPENBLAS_NUM_THREADS"] == nil
+    else { return current }
     return ThreadPlan(intraOp: share, blas: BLAS.threads == nil ? nil : 1)
   }
 

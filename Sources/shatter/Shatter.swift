@@ -87,9 +87,12 @@ struct VersionCommand: ParsableCommand {
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func run() throws {
+    let training = ThreadPlan.training(on: .cpu)
+    let onednn = training.intraOp > 1 && training != .current
     let facts: [String: Any] = [
       "shatter": Shatter.version, "libtorch": Torch.version, "threads": Torch.threads,
       "cuda_devices": Torch.cudaDeviceCount, "blas": BLAS.info.facts,
+      "training_threads": ["intra_op": training.intraOp, "blas": training.blas ?? NSNull(), "onednn_linear": onednn] as [String: Any],
     ]
     if json {
       printJSON(facts)
@@ -98,6 +101,8 @@ struct VersionCommand: ParsableCommand {
       print("libtorch \(Torch.version) (\(Torch.threads) intra-op thread\(Torch.threads == 1 ? "" : "s"), "
         + "\(Torch.cudaDeviceCount) CUDA device\(Torch.cudaDeviceCount == 1 ? "" : "s"))")
       print("BLAS \(BLAS.info.summary)")
+      print("shatter train: \(training.intraOp) intra-op thread\(training.intraOp == 1 ? "" : "s")"
+        + (onednn ? ", float32 linear layers on oneDNN, \(training.blas.map { "\($0)" } ?? "its") OpenBLAS thread for the rest" : ", as above"))
     }
   }
 }
