@@ -239,6 +239,34 @@ bool onednn_affine_fits(const at::Tensor &x, const at::Tensor &w, const at::Tens
          w.is_contiguous() && (!b || (f32cpu(*b) && b->is_contiguous())) && !autocast_enabled(at::kCPU);
 }
 
+// c[i] = alpha·op(a[i])·op(b[i]) + beta·c[i] over the batch (dim 0), each matrix row-major with unit column
+// stride. Under the training thread plan the batch is split over the intra-op threads, each product one
+// single-threaded oneDNN sgemm (OpenBLAS has one thread then); otherwise ATen's baddbmm.
+void batched_gemm(bool ta, bool tb, const at::Tensor &a, const at::Tensor &b, at::Tensor &c, float alpha, float beta) {
+  auto fits = [](const at::Tensor &t) {
+    return t.dim() == 3 && t.scalar_type() == at::kFloat && t.device().is_cpu() && t.stride(2) == 1;
+  };
+  if (onednn_sgemm() == nullptr || at::get_num_threads() <= 1 || autocast_enabled(at::kCPU) || !fits(a) || !fits(b) ||
+      !fits(c)) {
+    at::Tensor x = ta ? a.transpose(1, 2) : a, y = tb ? b.transpose(1, 2) : b;
+    if (beta == 0 && alpha == 1) at::bmm_out(c, x, y);
+    else c.baddbmm_(x, y, beta, alpha);
+    return;
+  }
+  const int64_t m = c.size(1), n = c.size(2), k = ta ? a.size(1) : a.size(2);
+  const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>();
+  float *cp = c.data_ptr<float>();
+  const int64_t sa = a.stride(0), sb = b.stride(0), sc = c.stride(0);
+  const int64_t lda = a.stride(1), ldb = b.stride(1), ldc = c.stride(1);
+  at::parallel_for(0, c.size(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      const int status = onednn_sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, ap + i * sa, lda, bp + i * sb,
+                                        ldb, beta, cp + i * sc, ldc);
+      TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+    }
+  });
+}
+
 struct PackedSelfAttention : public torch::autograd::Function<PackedSelfAttention> {
   // bias is a constant (no gradient), so it travels as a non-tensor argument.
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &qkv, int64_t heads,
@@ -255,8 +283,13 @@ struct PackedSelfAttention : public torch::autograd::Function<PackedSelfAttentio
       add = bias->to(qkv.scalar_type()).expand({b, heads, t, t}).reshape({b * heads, t, t});
     else
       add = causal_bias(t, t, qkv.options());
-    at::Tensor p = at::_softmax(at::baddbmm(add, q, k.transpose(1, 2), 1, scale), -1, false);
-    at::Tensor y = at::bmm(p, v);
+    // A copy always: with one sequence and one head `contiguous()` would hand back the cached causal mask itself,
+    // which the product then accumulates into.
+    at::Tensor scores = add.expand({b * heads, t, t}).clone(at::MemoryFormat::Contiguous);
+    batched_gemm(false, true, q, k, scores, static_cast<float>(scale), 1);
+    at::Tensor p = at::_softmax(scores, -1, false);
+    at::Tensor y = at::empty({b * heads, t, hd}, qkv.options());
+    batched_gemm(false, false, p, v, y, 1, 0);
     ctx->save_for_backward({x, p});
     ctx->saved_data["heads"] = heads;
     return y.view({b, heads, t, hd}).permute({0, 2, 1, 3}).reshape({b, t, d});
@@ -270,11 +303,14 @@ struct PackedSelfAttention : public torch::autograd::Function<PackedSelfAttentio
     at::Tensor q = x[0], k = x[1], v = x[2];
     at::Tensor dy = grads[0].view({b, t, heads, hd}).permute({0, 2, 1, 3}).reshape({bh, t, hd});
     at::Tensor dx = at::empty_like(x), dq = dx[0], dk = dx[1], dv = dx[2];
-    at::bmm_out(dv, p.transpose(1, 2), dy);
-    at::Tensor ds = at::_softmax_backward_data(at::bmm(dy, v.transpose(1, 2)), p, -1, p.scalar_type());
+    dy = dy.contiguous();
+    batched_gemm(true, false, p, dy, dv, 1, 0);
+    at::Tensor dp = at::empty({bh, t, t}, p.options());
+    batched_gemm(false, true, dy, v, dp, 1, 0);
+    at::Tensor ds = at::_softmax_backward_data(dp, p, -1, p.scalar_type());
     ds.mul_(scale);
-    at::bmm_out(dq, ds, k);
-    at::bmm_out(dk, ds.transpose(1, 2), q);
+    batched_gemm(false, false, ds, k, dq, 1, 0);
+    batched_gemm(true, false, ds, q, dk, 1, 0);
     at::Tensor dqkv = dx.view({3, b, heads, t, hd}).permute({1, 3, 0, 2, 4}).reshape({b, t, 3 * heads * hd});
     return {dqkv, at::Tensor(), at::Tensor()};
   }

@@ -39,9 +39,10 @@ import Torch
   #expect(Tensor.linear(x, weight: w).dtype == .float32, "a refused autocast leaves it off")
 }
 
-/// The training thread plan routes float32 linear layers to oneDNN's sgemm (several intra-op threads): values
-/// and gradients equal OpenBLAS's path (one intra-op thread) up to float32 summation order, for weights stored
-/// [out, in] (`linear`) and [in, out] (`affine`, GPT-2), with and without a bias.
+/// The training thread plan routes float32 linear layers and attention's batched products to oneDNN's sgemm
+/// (several intra-op threads): values and gradients equal OpenBLAS's path (one intra-op thread) up to float32
+/// summation order, for weights stored [out, in] (`linear`) and [in, out] (`affine`, GPT-2), with and without a
+/// bias, and for packed causal self-attention with and without an additive mask.
 @Test func oneDNNLinearLayersMatchTheOpenBLASPath() throws {
   #expect(ThreadPlan.training(on: .cpu).intraOp > 1 || ProcessInfo.processInfo.activeProcessorCount == 1,
           "Debian's libtorch carries oneDNN: the plan should give the intra-op pool the cores")
@@ -61,14 +62,19 @@ import Torch
       let g = Tensor.randn([8, 16, 48], generator: gen)
       let ys = [Tensor.linear(x, weight: wOutIn, bias: b), Tensor.linear(x, weight: wOutIn),
                 Tensor.affine(x, weight: wInOut, bias: b), Tensor.affine(x, weight: wInOut)]
-      ys.map { ($0 * g).sum() }.reduce(Tensor.scalar(0.0, dtype: .float32), +).backward()
-      box.values = ys.map { $0.toArray(Float.self) } + [x, wOutIn, wInOut, b].map { $0.grad!.toArray(Float.self) }
+      // Attention over q, k, v packed as [B, T, 3·48] (4 heads), causal and with a random additive mask.
+      let qkv = Tensor.randn([8, 16, 144], generator: gen).requiringGrad()
+      let mask = Tensor.randn([8, 1, 16, 16], generator: gen)
+      let attention = [Tensor.packedSelfAttention(qkv, heads: 4), Tensor.packedSelfAttention(qkv, heads: 4, bias: mask)]
+      (ys + attention).map { ($0 * g).sum() }.reduce(Tensor.scalar(0.0, dtype: .float32), +).backward()
+      box.values = (ys + attention).map { $0.toArray(Float.self) }
+        + [x, wOutIn, wInOut, b, qkv].map { $0.grad!.toArray(Float.self) }
     }.start()
     done.wait()
     return box.values
   }
   let blas = run(threads: 1), onednn = run(threads: 2)
-  #expect(onednn.count == 8 && blas.count == 8)
+  #expect(onednn.count == 11 && blas.count == 11)
   #expect(zip(onednn, blas).contains { $0 != $1 }, "bit-identical: both runs took the same path")
   for (a, b) in zip(onednn, blas) {
     #expect(a.count == b.count)
