@@ -173,8 +173,6 @@ at::Tensor causal_bias(int64_t t, int64_t s, const at::TensorOptions &opts) {
   return bias;
 }
 
-// softmax(q·kᵀ/√d + bias)·v for q, k, v packed along the last dimension of qkv [B, T, 3·H·d], with the
-// heads merged back: [B, T, H·d]. bias is an additive [B or 1, 1 or H, T, T] mask; undefined means causal.
 // oneDNN's sgemm (Debian's libtorch links libdnnl), found by symbol; nil when absent.
 using onednn_sgemm_fn = int (*)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
                                 int64_t, float, float *, int64_t);
@@ -183,12 +181,28 @@ onednn_sgemm_fn onednn_sgemm() {
   return f;
 }
 
-// C = op(A)·op(B) + beta·C, all row-major with unit column stride.
-void onednn_gemm(bool ta, bool tb, const at::Tensor &a, const at::Tensor &b, at::Tensor &c, float beta) {
-  const int64_t m = c.size(0), n = c.size(1), k = ta ? a.size(0) : a.size(1);
-  const int status = onednn_sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a.data_ptr<float>(), a.stride(0),
-                                    b.data_ptr<float>(), b.stride(0), beta, c.data_ptr<float>(), c.stride(0));
+bool autocast_enabled(at::DeviceType d);
+
+// Float32 products go to oneDNN when the intra-op (OpenMP) pool has the cores, the training thread plan
+// (`ThreadPlan.training`): oneDNN's sgemm runs on that pool, so products and elementwise operations share one
+// set of threads instead of OpenBLAS's pool and OpenMP's competing for the cores. With one intra-op thread
+// (libtorch's default here, decoding, one job per core) OpenBLAS keeps them, as before. Under autocast ATen's own
+// call is the one that casts to bfloat16.
+bool onednn_pool_active() {
+  return onednn_sgemm() != nullptr && at::get_num_threads() > 1 && !autocast_enabled(at::kCPU);
+}
+
+// C = alpha·op(A)·op(B) + beta·C on raw row-major matrices with leading dimensions lda, ldb, ldc.
+void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  const int status = onednn_sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
+}
+
+// The same on 2-D tensors, each row-major with unit column stride.
+void onednn_gemm(bool ta, bool tb, const at::Tensor &a, const at::Tensor &b, at::Tensor &c, float beta) {
+  onednn_gemm(ta, tb, c.size(0), c.size(1), ta ? a.size(0) : a.size(1), 1.0f, a.data_ptr<float>(), a.stride(0),
+              b.data_ptr<float>(), b.stride(0), beta, c.data_ptr<float>(), c.stride(0));
 }
 
 // x [N, in] · w + b with w stored [in, out] (`w_out_in` false, GPT-2's Conv1D) or [out, in] (nn.Linear), forward
@@ -226,28 +240,24 @@ struct OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
   }
 };
 
-// Float32 products of several rows go to oneDNN when the intra-op (OpenMP) pool has the cores, the training
-// thread plan (`Torch.useTrainingThreads`): oneDNN's sgemm runs on that pool, so products and elementwise
-// operations share one set of threads instead of OpenBLAS's pool and OpenMP's competing for the cores. With one
-// intra-op thread (libtorch's default here, decoding, one job per core) OpenBLAS keeps them, as before.
-bool autocast_enabled(at::DeviceType d);
-
-bool onednn_affine_fits(const at::Tensor &x, const at::Tensor &w, const at::Tensor *b) {
+// `flat` [N, in] · w + b on oneDNN when the pool is active and the operands are float32 CPU tensors with
+// contiguous weights (several rows; one row is a gemv, see linear_row); undefined otherwise, for ATen's call.
+at::Tensor onednn_linear(const at::Tensor &flat, const at::Tensor &w, const at::Tensor *b, bool w_out_in) {
   auto f32cpu = [](const at::Tensor &t) { return t.scalar_type() == at::kFloat && t.device().is_cpu() && t.layout() == at::kStrided; };
-  // Under autocast ATen's own call is the one that casts to bfloat16.
-  return onednn_sgemm() != nullptr && at::get_num_threads() > 1 && x.size(0) > 1 && f32cpu(x) && f32cpu(w) &&
-         w.is_contiguous() && (!b || (f32cpu(*b) && b->is_contiguous())) && !autocast_enabled(at::kCPU);
+  if (!onednn_pool_active() || flat.size(0) <= 1 || !f32cpu(flat) || !f32cpu(w) || !w.is_contiguous() ||
+      (b && !(f32cpu(*b) && b->is_contiguous())))
+    return at::Tensor();
+  return OneDnnLinear::apply(flat.contiguous(), w, b ? *b : at::empty({0}, flat.options()), w_out_in);
 }
 
 // c[i] = alpha·op(a[i])·op(b[i]) + beta·c[i] over the batch (dim 0), each matrix row-major with unit column
 // stride. Under the training thread plan the batch is split over the intra-op threads, each product one
-// single-threaded oneDNN sgemm (OpenBLAS has one thread then); otherwise ATen's baddbmm.
+// single-threaded oneDNN sgemm (OpenBLAS has one thread then); otherwise ATen's bmm/baddbmm.
 void batched_gemm(bool ta, bool tb, const at::Tensor &a, const at::Tensor &b, at::Tensor &c, float alpha, float beta) {
   auto fits = [](const at::Tensor &t) {
     return t.dim() == 3 && t.scalar_type() == at::kFloat && t.device().is_cpu() && t.stride(2) == 1;
   };
-  if (onednn_sgemm() == nullptr || at::get_num_threads() <= 1 || autocast_enabled(at::kCPU) || !fits(a) || !fits(b) ||
-      !fits(c)) {
+  if (!onednn_pool_active() || !fits(a) || !fits(b) || !fits(c)) {
     at::Tensor x = ta ? a.transpose(1, 2) : a, y = tb ? b.transpose(1, 2) : b;
     if (beta == 0 && alpha == 1) at::bmm_out(c, x, y);
     else c.baddbmm_(x, y, beta, alpha);
@@ -256,17 +266,15 @@ void batched_gemm(bool ta, bool tb, const at::Tensor &a, const at::Tensor &b, at
   const int64_t m = c.size(1), n = c.size(2), k = ta ? a.size(1) : a.size(2);
   const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>();
   float *cp = c.data_ptr<float>();
-  const int64_t sa = a.stride(0), sb = b.stride(0), sc = c.stride(0);
-  const int64_t lda = a.stride(1), ldb = b.stride(1), ldc = c.stride(1);
   at::parallel_for(0, c.size(0), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; i++) {
-      const int status = onednn_sgemm()(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, ap + i * sa, lda, bp + i * sb,
-                                        ldb, beta, cp + i * sc, ldc);
-      TORCH_CHECK(status == 0, "oneDNN sgemm failed with status ", status);
-    }
+    for (int64_t i = begin; i < end; i++)
+      onednn_gemm(ta, tb, m, n, k, alpha, ap + i * a.stride(0), a.stride(1), bp + i * b.stride(0), b.stride(1), beta,
+                  cp + i * c.stride(0), c.stride(1));
   });
 }
 
+// softmax(q·kᵀ/√d + bias)·v for q, k, v packed along the last dimension of qkv [B, T, 3·H·d], with the
+// heads merged back: [B, T, H·d]. bias is an additive [B or 1, 1 or H, T, T] mask; undefined means causal.
 struct PackedSelfAttention : public torch::autograd::Function<PackedSelfAttention> {
   // bias is a constant (no gradient), so it travels as a non-tensor argument.
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &qkv, int64_t heads,
@@ -718,11 +726,11 @@ ct_tensor ct_linear(ct_tensor x, ct_tensor w, ct_tensor b) {
   CT_GUARD(nullptr, {
     const at::Tensor &in = x->t, &weight = w->t;
     if (weight.dim() == 2 && in.dim() >= 1 && in.size(-1) == weight.size(1)) {
-      at::Tensor flat = in.reshape({-1, weight.size(1)});
-      if (onednn_affine_fits(flat, weight, b ? &b->t : nullptr)) {
+      at::Tensor y = onednn_linear(in.reshape({-1, weight.size(1)}), weight, b ? &b->t : nullptr, true);
+      if (y.defined()) {
         std::vector<int64_t> sizes = in.sizes().vec();
         sizes.back() = weight.size(0);
-        return wrap(OneDnnLinear::apply(flat.contiguous(), weight, b ? b->t : at::empty({0}, flat.options()), true).view(sizes));
+        return wrap(y.view(sizes));
       }
     }
     c10::optional<at::Tensor> bias;
@@ -738,11 +746,8 @@ ct_tensor ct_affine(ct_tensor x, ct_tensor w, ct_tensor b) {
     std::vector<int64_t> sizes = in.sizes().vec();
     sizes.back() = weight.size(1);
     at::Tensor flat = in.reshape({-1, weight.size(0)});
-    at::Tensor y;
-    if (onednn_affine_fits(flat, weight, b ? &b->t : nullptr))
-      y = OneDnnLinear::apply(flat.contiguous(), weight, b ? b->t : at::empty({0}, flat.options()), false);
-    else
-      y = b != nullptr ? at::addmm(b->t, flat, weight) : at::mm(flat, weight);
+    at::Tensor y = onednn_linear(flat, weight, b ? &b->t : nullptr, false);
+    if (!y.defined()) y = b != nullptr ? at::addmm(b->t, flat, weight) : at::mm(flat, weight);
     return wrap(in.dim() == 2 ? y : y.view(sizes));
   })
 }
@@ -1012,7 +1017,7 @@ at::Tensor linear_row(const at::Tensor &x, const at::Tensor &w, const at::Tensor
   sizes.back() = out;
   if (x.numel() != in) { // several rows: one matrix product
     at::Tensor flat = x.reshape({-1, in});
-    if (onednn_affine_fits(flat, w, b)) return OneDnnLinear::apply(flat.contiguous(), w, b ? *b : at::empty({0}, flat.options()), !w_in_out).view(sizes);
+    if (at::Tensor y = onednn_linear(flat, w, b, !w_in_out); y.defined()) return y.view(sizes);
     if (!w_in_out) return b ? at::linear(x, w, *b) : at::linear(x, w);
     at::Tensor y = b ? at::addmm(*b, flat, w) : at::mm(flat, w);
     return y.view(sizes);

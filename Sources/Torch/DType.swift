@@ -1,5 +1,4 @@
 import CTorch
-import Foundation
 
 /// Element types a tensor can hold. Raw values are the C API's codes.
 public enum DType: Int32, Sendable, CaseIterable, CustomStringConvertible {

@@ -120,8 +120,8 @@ struct TrainBench: ParsableCommand {
     let autocast: DType? = mixedPrecision == "bf16" ? .bfloat16 : nil
     if threads == 0 { ThreadPlan.training(on: .cpu).apply() }
     let (seconds, loss) = timeTrainingSteps(opt, warmup: warmup, steps: steps) {
-      let logits = try! withAutocast(autocast) { model(input) }
-      return Tensor.crossEntropy(logits: logits.to(.float32).reshaped([-1, vocab]), targets: target.reshaped([-1]))
+      let logits = try! withAutocast(autocast) { model(input) }  // float32 logits either way
+      return Tensor.crossEntropy(logits: logits.reshaped([-1, vocab]), targets: target.reshaped([-1]))
     }
     printJSON(["impl": "shatter", "tokens_per_second": Double(batch * seq * steps) / seconds, "final_loss": loss,
                "peak_rss_mib": peakMemoryMiB(), "threads": Torch.threads, "parameters": model.parameterCount])

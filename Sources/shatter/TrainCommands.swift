@@ -138,7 +138,7 @@ struct OptimizationOptions<M: MethodDefinition>: ParsableArguments {
   var distTimeout = 300.0
   @Option(help: "Refuse to start when the memory plan printed before step 1 exceeds this (e.g. 8G, 512M; default: the memory the machine has available now).")
   var maxMemory: String?
-  @Option(help: "Mixed precision: no; bf16 (the forward passes autocast to bfloat16, as torch.autocast: weights, gradients, logits, loss and update stay float32; about 1.8× the tokens/s on CPUs with AVX512-BF16); or fp16 (CUDA only).")
+  @Option(help: "Mixed precision: no; bf16 (the forward passes autocast to bfloat16, as torch.autocast: weights, gradients, logits, loss and update stay float32; about 1.7× the tokens/s on CPUs with AVX512-BF16); or fp16 (CUDA only).")
   var mixedPrecision = "no"
 
   func validate() throws {
